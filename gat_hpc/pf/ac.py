@@ -16,6 +16,7 @@ import numpy as np
 
 from gat_hpc.errors import ConvergenceError, InputError
 from gat_hpc.network.model import PQ
+from gat_hpc.pf.linsolve import make_solver
 from gat_hpc.pf.newton import JacobianMap, newton
 from gat_hpc.pf.topology import BusTypes, bus_types
 from gat_hpc.pf.ybus import make_sbus, make_ybus
@@ -40,6 +41,9 @@ class ACResult:
     s_from: np.ndarray  # complex p.u. per branch, 0 when out of service
     s_to: np.ndarray
     q_limited: np.ndarray  # gen indices held at a Q limit
+    s_injection: np.ndarray  # complex net injection per bus, p.u.
+    max_p_mismatch_pu: float = 0.0  # over PV and PQ buses
+    max_q_mismatch_pu: float = 0.0  # over PQ buses
     q_rounds: int = 0
     timings: dict = field(default_factory=dict)
 
@@ -138,6 +142,7 @@ def solve_ac(net, tol=1e-8, max_iter=30, init="case", q_limits=False, solver="au
     ``solver``: linear solver for Newton steps ('auto', 'klu', 'superlu', ...).
     Raises ConvergenceError (with the mismatch reached) unless ``raise_on_fail`` is False.
     """
+    lu = make_solver(solver) if isinstance(solver, str) else solver  # imports PETSc outside the timings
     t0 = time.perf_counter()
     types = bus_types(net)
     ybus, yf, yt = make_ybus(net)
@@ -154,8 +159,13 @@ def solve_ac(net, tol=1e-8, max_iter=30, init="case", q_limits=False, solver="au
         active = on & ~q_fixed
         sbus = _sbus(net, pg_spec, qg_spec, on, load)
         jmap = JacobianMap(ybus, types.pv, types.pq)
-        res = newton(ybus, sbus, V, types.pv, types.pq, tol=tol, max_iter=max_iter, solver=solver,
-                     jmap=jmap, callback=callback)
+        try:
+            res = newton(ybus, sbus, V, types.pv, types.pq, tol=tol, max_iter=max_iter, solver=lu,
+                         jmap=jmap, callback=callback)
+        except BaseException:
+            if lu is not solver:
+                lu.close()
+            raise
         total_it += res.iterations
         for k, v in res.timings.items():
             newton_t[k] = newton_t.get(k, 0.0) + v
@@ -187,18 +197,26 @@ def solve_ac(net, tol=1e-8, max_iter=30, init="case", q_limits=False, solver="au
         q_fixed |= hit
         types, bus_type = _switch_to_pq(net, types, bus_type, net.gen_bus[hit])
     t_solve = time.perf_counter()
+    if lu is not solver:
+        lu.close()
     if res.converged:
         pg, qg = _dispatch(net, ybus, V, types, pg_spec, qg_spec, on, q_fixed, load)
     else:
         pg, qg = np.where(on, pg_spec, 0.0), np.where(on, qg_spec, 0.0)
     s_from, s_to = branch_flows(yf, yt, V, net)
+    s_inj = V * np.conj(ybus @ V)
+    mis = s_inj - sbus
+    pvpq = np.concatenate([types.pv, types.pq])
+    max_p = float(np.max(np.abs(mis.real[pvpq]))) if pvpq.size else 0.0
+    max_q = float(np.max(np.abs(mis.imag[types.pq]))) if types.pq.size else 0.0
     t_end = time.perf_counter()
     bus_type = bus_type.copy()
     bus_type[types.dead] = 4
     result = ACResult(
         net=net, V=V, converged=res.converged, iterations=total_it, max_mismatch_pu=res.norm_f,
         types=types, bus_type=bus_type, pg=pg, qg=qg, s_from=s_from, s_to=s_to,
-        q_limited=np.flatnonzero(q_fixed), q_rounds=rounds,
+        q_limited=np.flatnonzero(q_fixed), q_rounds=rounds, s_injection=s_inj,
+        max_p_mismatch_pu=max_p, max_q_mismatch_pu=max_q,
         timings=dict(ybus=t_ybus - t0, init=t_init - t_ybus, newton=t_solve - t_init,
                      jacobian=newton_t.get("jacobian", 0.0), factor=newton_t.get("factor", 0.0),
                      linear_solve=newton_t.get("solve", 0.0), flows=t_end - t_solve,
