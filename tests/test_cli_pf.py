@@ -127,3 +127,29 @@ def test_non_convergence_reports_mismatch_with_max_iter(tmp_path):
 def test_help_has_examples():
     r = gat("pf", "--help")
     assert r.returncode == 0 and "examples:" in r.stdout and "--q-limits" in r.stdout
+
+
+def test_pf_dc_writes_tables_matching_pypower_dc(tmp_path):
+    import contextlib
+    import io
+
+    from pypower.api import ppoption, rundcpf
+
+    from tests.oracle import load_mpc
+
+    out = tmp_path / "dc"
+    r = gat("pf", "dc", case_path("case300"), "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    mpc = load_mpc(case_path("case300"))
+    ppc = {"version": "2", "baseMVA": mpc["baseMVA"], "bus": mpc["bus"], "gen": mpc["gen"], "branch": mpc["branch"]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref, ok = rundcpf(ppc, ppoption(VERBOSE=0, OUT_ALL=0))
+    assert ok
+    buses = pq.read_table(out / "buses.parquet")
+    flows = pq.read_table(out / "flows.parquet")
+    assert np.allclose(buses["va_deg"].to_numpy(), ref["bus"][:, VA], atol=1e-6, rtol=0)
+    assert np.allclose(flows["p_from_mw"].to_numpy(), ref["branch"][:, PF], atol=1e-6, rtol=0)
+    assert np.allclose(flows["p_to_mw"].to_numpy(), -ref["branch"][:, PF], atol=1e-6, rtol=0)
+    s = json.loads((out / "summary.json").read_text())
+    # lossless: generation = load + shunt conductance at 1 p.u.
+    assert abs(s["total_gen_mw"] - s["total_load_mw"] - float(np.sum(mpc["bus"][:, 4]))) < 1e-6

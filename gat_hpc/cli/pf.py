@@ -99,6 +99,11 @@ def _run_dc(net, args):
     from gat_hpc.pf.results import dc_tables
 
     res = solve_dc(net)
-    summary = dict(model="dc", converged=True, iterations=1, timings_s={k: float(v) for k, v in res.timings.items()})
-    summary["timings_s"].setdefault("solve", sum(res.timings.values()))
+    timings = {("linear_solve" if k == "solve" else k): float(v) for k, v in res.timings.items()}
+    timings["solve"] = float(sum(res.timings.values()))  # from the parsed network to the angles
+    base = net.base_mva
+    summary = dict(model="dc", converged=True, iterations=1, timings_s=timings,
+                   islands=res.types.n_islands, slack_bus_ids=net.bus_id[res.types.ref].tolist(),
+                   deenergised_bus_ids=net.bus_id[res.types.dead].tolist(),
+                   total_gen_mw=float(np.sum(res.pg) * base), total_load_mw=float(np.sum(net.bus_load().real) * base))
     return dc_tables(net, res), summary

@@ -103,3 +103,19 @@ def _json_default(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def dc_tables(net, res):
+    """buses/flows/generators tables of a :class:`~gat_hpc.pf.dc.DCResult` (|V| = 1, no reactive power)."""
+    base = net.base_mva
+    vm = np.ones(net.n_bus)
+    vm[res.types.dead] = 0.0
+    bus_type = net.bus_type.copy()
+    bus_type[res.types.dead] = 4
+    zeros_bus = np.zeros(net.n_bus)
+    p_from = res.p_from * base
+    return {
+        "buses": bus_table(net, vm, res.va, bus_type, res.p_bus * base, zeros_bus),
+        "flows": flow_table(net, p_from + 0j, -p_from + 0j),
+        "generators": gen_table(net, res.pg * base, np.zeros(net.n_gen), np.array([], dtype=np.int64)),
+    }
