@@ -153,3 +153,20 @@ def test_pf_dc_writes_tables_matching_pypower_dc(tmp_path):
     s = json.loads((out / "summary.json").read_text())
     # lossless: generation = load + shunt conductance at 1 p.u.
     assert abs(s["total_gen_mw"] - s["total_load_mw"] - float(np.sum(mpc["bus"][:, 4]))) < 1e-6
+
+
+def test_two_islands_each_with_a_slack_are_both_solved(tmp_path):
+    t = _case9_text()
+    t = _edit_rows(t, "branch", lambda r: [x[:10] + (["0"] if (x[0], x[1]) in {("6", "7"), ("8", "9")} else [x[10]]) + x[11:] for x in r])
+    t = _edit_rows(t, "bus", lambda r: [x if x[0] != "2" else [x[0], "3"] + x[2:] for x in r])
+    case = _write(tmp_path, "two_islands.m", t)
+    out = tmp_path / "o"
+    r = gat("pf", "ac", case, "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["islands"] == 2 and sorted(s["slack_bus_ids"]) == [1, 2]
+    ref, ok = pypower_pf(str(case))
+    assert ok
+    buses = pq.read_table(out / "buses.parquet")
+    assert np.allclose(buses["vm_pu"].to_numpy(), ref["bus"][:, VM], atol=1e-6, rtol=0)
+    assert np.allclose(buses["va_deg"].to_numpy(), ref["bus"][:, VA], atol=1e-4, rtol=0)

@@ -97,7 +97,9 @@ class PetscLU:
             self._A.setValuesCSR(indptr, indices, J.data)
             self._A.assemble()
         try:
-            self._ksp.setUp()
+            # PCSetUp (not KSPSetUp) notices the new matrix values and refactors now, so the
+            # factorisation is timed here rather than inside the next solve
+            self._ksp.getPC().setUp()
         except self.PETSc.Error as exc:
             raise ConvergenceError(f"the Newton Jacobian could not be factored ({exc})") from None
 
