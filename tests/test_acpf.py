@@ -85,3 +85,19 @@ def test_q_limit_infeasible_when_every_generator_hits_a_limit():
     net.qmin[:] = -0.001
     with pytest.raises(ConvergenceError):
         solve_ac(net, q_limits=True)
+
+
+def test_dead_island_is_deenergised_and_islands_are_counted_without_gaps():
+    """Buses 7 and 8 of case9 cut off with no load or generation: de-energised, not an error."""
+    net = read_matpower(case_path("case9"))
+    k = {(net.bus_id[f], net.bus_id[t]): i for i, (f, t) in enumerate(zip(net.f_bus, net.t_bus))}
+    for pair in ((6, 7), (8, 2), (8, 9)):
+        net.branch_status[k[pair]] = False
+    net.load_status[net.bus_id[net.load_bus] == 7] = False  # the cut-off pair carries nothing
+    net.bus_type[1] = 3  # bus 2 and its generator form an island of their own, with a slack
+    res = solve_ac(net, tol=1e-10)
+    assert res.types.n_islands == 2
+    dead = set(net.bus_id[res.types.dead].tolist())
+    assert dead == {7, 8}
+    assert np.all(res.V[res.types.dead] == 0)
+    assert np.all(res.bus_type[res.types.dead] == 4)

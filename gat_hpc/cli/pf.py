@@ -87,7 +87,7 @@ def _run_ac(net, args, progress):
         q_limited_gen_ids=net.gen_id[res.q_limited].tolist(), linear_solver=args.linear_solver,
         islands=res.types.n_islands, slack_bus_ids=net.bus_id[res.types.ref].tolist(),
         deenergised_bus_ids=net.bus_id[res.types.dead].tolist(),
-        total_gen_mw=float(np.sum(res.pg) * base), total_load_mw=float(np.sum(net.bus_load().real) * base),
+        total_gen_mw=float(np.sum(res.pg) * base), total_load_mw=_served_load_mw(net, res.types),
         losses_mw=float(np.sum((res.s_from + res.s_to).real) * base),
         timings_s={k: float(v) for k, v in res.timings.items()},
     )
@@ -105,5 +105,12 @@ def _run_dc(net, args):
     summary = dict(model="dc", converged=True, iterations=1, timings_s=timings,
                    islands=res.types.n_islands, slack_bus_ids=net.bus_id[res.types.ref].tolist(),
                    deenergised_bus_ids=net.bus_id[res.types.dead].tolist(),
-                   total_gen_mw=float(np.sum(res.pg) * base), total_load_mw=float(np.sum(net.bus_load().real) * base))
+                   total_gen_mw=float(np.sum(res.pg) * base), total_load_mw=_served_load_mw(net, res.types))
     return dc_tables(net, res), summary
+
+
+def _served_load_mw(net, types):
+    """Total load on energised buses, MW."""
+    p = net.bus_load().real
+    p[types.dead] = 0.0
+    return float(np.sum(p) * net.base_mva)

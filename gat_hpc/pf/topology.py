@@ -99,6 +99,8 @@ def bus_types(net, where=None):
             "connect it or give it a slack bus")
     dead = (label < 0) | np.isin(label, np.flatnonzero(dead_island))
     label = np.where(dead, -1, label)
+    live = label >= 0
+    label[live] = np.unique(label[live], return_inverse=True)[1]  # 0..k-1 without the dead islands' gaps
     ref = np.flatnonzero(is_ref & ~dead)
     pv = np.flatnonzero(is_pv & ~dead)
     pq = np.flatnonzero(~dead & ~is_ref & ~is_pv)
