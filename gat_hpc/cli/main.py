@@ -17,11 +17,13 @@ EPILOG = """examples:
   gat-hpc pf ac case118.m --out out/pf118
   gat-hpc pf dc case_ACTIVSg2000.m --out out/dc2000
   gat-hpc import case300.m --out case300.arrow
+  gat-hpc pf ac case_ACTIVSg2000.m --profiles load.parquet --run-dir runs/year --executor process
+  gat-hpc runs describe --run-dir runs/year
 """
 
 
 def build_parser():
-    from gat_hpc.cli import importcase, pf
+    from gat_hpc.cli import importcase, pf, runs
 
     parser = argparse.ArgumentParser(
         prog="gat-hpc", description="Power-grid studies from a laptop to a Slurm cluster.",
@@ -31,6 +33,7 @@ def build_parser():
     sub.required = True
     pf.add_parser(sub)
     importcase.add_parser(sub)
+    runs.add_parser(sub)
     return parser
 
 

@@ -134,12 +134,13 @@ def branch_flows(yf, yt, V, net):
 
 
 def solve_ac(net, tol=1e-8, max_iter=30, init="case", q_limits=False, solver="auto",
-             callback=None, max_q_rounds=50, raise_on_fail=True):
+             callback=None, max_q_rounds=50, raise_on_fail=True, v0=None):
     """Solve the AC power flow of ``net``; returns an :class:`ACResult`.
 
     ``tol``: max mismatch in p.u.; ``init``: 'case' | 'flat' | 'dc';
     ``q_limits``: enforce generator reactive limits (PV -> PQ);
-    ``solver``: linear solver for Newton steps ('auto', 'klu', 'superlu', ...).
+    ``solver``: linear solver for Newton steps ('auto', 'klu', 'superlu', ...);
+    ``v0``: complex start voltages (a warm start, e.g. the previous hour), overriding ``init``.
     Raises ConvergenceError (with the mismatch reached) unless ``raise_on_fail`` is False.
     """
     lu = make_solver(solver) if isinstance(solver, str) else solver  # imports PETSc outside the timings
@@ -147,7 +148,11 @@ def solve_ac(net, tol=1e-8, max_iter=30, init="case", q_limits=False, solver="au
     types = bus_types(net)
     ybus, yf, yt = make_ybus(net)
     t_ybus = time.perf_counter()
-    V = initial_voltage(net, types, init)
+    if v0 is None:
+        V = initial_voltage(net, types, init)
+    else:
+        V = np.array(v0, dtype=complex)
+        V[types.dead] = 0
     t_init = time.perf_counter()
     on = net.gen_status.copy()
     pg_spec, qg_spec = net.pg.copy(), net.qg.copy()

@@ -1,1 +1,1 @@
-"""runs."""
+"""Run directories: chunk specs and results, manifest, checksums, resume and retry."""

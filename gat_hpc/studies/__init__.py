@@ -1,1 +1,23 @@
-"""studies."""
+"""Studies that run as chunked sweeps: each is planned into ChunkSpecs and run chunk by chunk.
+
+A study class provides:
+- ``name`` and ``tables`` ({table: sort keys}): chunks cover disjoint, increasing slices of
+  the key space in chunk-id order, so reduce can stream partitions in chunk order;
+- ``context(rundir)``: what every chunk needs (parsed network, profile), built once per process;
+- ``run_chunk(ctx, spec) -> (tables, metrics)``: Arrow tables for this chunk's partition;
+- ``summarize(rundir, reduced_paths) -> dict``: the study's part of reduce/summary.json.
+"""
+
+from __future__ import annotations
+
+from gat_hpc.errors import InputError
+
+
+def get_study(name):
+    if name == "pf-hourly":
+        from gat_hpc.studies.pf_hourly import PFHourly
+        return PFHourly()
+    if name == "trivial":
+        from gat_hpc.studies.trivial import Trivial
+        return Trivial()
+    raise InputError(f"unknown study '{name}' in the run directory")
