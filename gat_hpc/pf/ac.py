@@ -134,20 +134,30 @@ def branch_flows(yf, yt, V, net):
 
 
 def solve_ac(net, tol=1e-8, max_iter=30, init="case", q_limits=False, solver="auto",
-             callback=None, max_q_rounds=50, raise_on_fail=True, v0=None):
+             callback=None, max_q_rounds=50, raise_on_fail=True, v0=None, cache=None):
     """Solve the AC power flow of ``net``; returns an :class:`ACResult`.
 
     ``tol``: max mismatch in p.u.; ``init``: 'case' | 'flat' | 'dc';
     ``q_limits``: enforce generator reactive limits (PV -> PQ);
     ``solver``: linear solver for Newton steps ('auto', 'klu', 'superlu', ...);
-    ``v0``: complex start voltages (a warm start, e.g. the previous hour), overriding ``init``.
+    ``v0``: complex start voltages (a warm start, e.g. the previous hour), overriding ``init``;
+    ``cache``: a dict kept by the caller across solves of the same network topology (only
+    loads and dispatch change, as in an hourly sweep): bus roles, Ybus, the Jacobian map and
+    the factorisation's symbolic analysis are built on the first solve and reused after.
     Raises ConvergenceError (with the mismatch reached) unless ``raise_on_fail`` is False.
     """
-    lu = make_solver(solver) if isinstance(solver, str) else solver  # imports PETSc outside the timings
+    if cache is not None and "lu" in cache:
+        lu = cache["lu"]
+    else:
+        lu = make_solver(solver) if isinstance(solver, str) else solver  # imports PETSc outside the timings
     t0 = time.perf_counter()
-    types = bus_types(net)
-    ybus, yf, yt = make_ybus(net)
+    if cache is not None and "ybus" in cache:
+        types, ybus, yf, yt = cache["types"], cache["ybus"], cache["yf"], cache["yt"]
+    else:
+        types = bus_types(net)
+        ybus, yf, yt = make_ybus(net)
     t_ybus = time.perf_counter()
+    base_types = types
     if v0 is None:
         V = initial_voltage(net, types, init)
     else:
@@ -163,14 +173,19 @@ def solve_ac(net, tol=1e-8, max_iter=30, init="case", q_limits=False, solver="au
     while True:
         active = on & ~q_fixed
         sbus = _sbus(net, pg_spec, qg_spec, on, load)
-        jmap = JacobianMap(ybus, types.pv, types.pq)
+        if cache is not None and types is base_types and "jmap" in cache:
+            jmap = cache["jmap"]
+        else:
+            jmap = JacobianMap(ybus, types.pv, types.pq)
         try:
             res = newton(ybus, sbus, V, types.pv, types.pq, tol=tol, max_iter=max_iter, solver=lu,
                          jmap=jmap, callback=callback)
         except BaseException:
-            if lu is not solver:
+            if lu is not solver and cache is None:
                 lu.close()
             raise
+        if cache is not None and types is base_types and "jmap" not in cache:
+            cache.update(types=types, ybus=ybus, yf=yf, yt=yt, jmap=jmap, lu=lu)
         total_it += res.iterations
         for k, v in res.timings.items():
             newton_t[k] = newton_t.get(k, 0.0) + v
@@ -202,7 +217,7 @@ def solve_ac(net, tol=1e-8, max_iter=30, init="case", q_limits=False, solver="au
         q_fixed |= hit
         types, bus_type = _switch_to_pq(net, types, bus_type, net.gen_bus[hit])
     t_solve = time.perf_counter()
-    if lu is not solver:
+    if lu is not solver and cache is None:
         lu.close()
     if res.converged:
         pg, qg = _dispatch(net, ybus, V, types, pg_spec, qg_spec, on, q_fixed, load)

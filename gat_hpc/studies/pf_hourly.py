@@ -55,7 +55,9 @@ class PFHourly:
     def context(self, rd):
         net = read_case(rd.input_path("case"))
         prof = Profile(rd.input_path("profile"), net)
-        return {"net": net, "work": per_bus_network(net), "profile": prof, "config": rd.config}
+        # loads and dispatch change by the hour, the topology does not: Ybus, bus roles, the
+        # Jacobian pattern and its symbolic factorisation are shared by every hour of the process
+        return {"net": net, "work": per_bus_network(net), "profile": prof, "config": rd.config, "cache": {}}
 
     def run_chunk(self, ctx, spec):
         from gat_hpc.pf.ac import solve_ac
@@ -77,7 +79,7 @@ class PFHourly:
                 work.pg = case_pg * (float(load.real.sum()) / case_total)
             try:
                 res = solve_ac(work, tol=cfg["tol"], max_iter=cfg["max_iter"], init=cfg["init"],
-                               q_limits=cfg["q_limits"], v0=V)
+                               q_limits=cfg["q_limits"], v0=V, cache=ctx["cache"])
                 ok, V = True, res.V
             except ConvergenceError as exc:
                 ok, res = False, None
