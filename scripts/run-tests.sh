@@ -29,7 +29,7 @@ rc=$?
 [ $rc = 0 ] || fail=1
 
 echo "== MPI tests (mpirun -n 2)"
-GAT_HPC_EXPECT_RANKS=2 mpirun -n 2 $PY -m pytest -q -p no:cacheprovider tests/mpi
+GAT_HPC_EXPECT_RANKS=2 mpirun -n 2 $PY -m pytest -q -p no:cacheprovider --color=no tests/mpi
 rc=$?
 [ $rc = 0 ] || fail=1
 exit $fail
