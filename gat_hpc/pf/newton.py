@@ -63,6 +63,18 @@ class JacobianMap:
         self.J = J
         self._w = np.empty(4 * nnz)
 
+    def with_ybus(self, ybus):
+        """The same map for a Ybus with identical sparsity pattern (e.g. a branch switched out,
+        whose entries stay as explicit zeros): shares the Jacobian, so a factorisation's
+        symbolic analysis carries over."""
+        if ybus.nnz != self.nnz or not np.array_equal(ybus.indices, self.ybus.indices) \
+                or not np.array_equal(ybus.indptr, self.ybus.indptr):
+            raise ValueError("with_ybus needs the same sparsity pattern")
+        other = object.__new__(JacobianMap)
+        other.__dict__.update(self.__dict__)
+        other.ybus = ybus
+        return other
+
     def fill(self, V, ibus):
         """Write the Jacobian at V into ``self.J`` (same object every call) and return it."""
         vr, vc = V[self.rows], V[self.cols]

@@ -54,6 +54,8 @@ def reduce_run(rd, allow_partial=False):
             paths[table] = path
         summary = {"run_id": rd.run_id, "study": rd.study, "chunks": rd.n_chunks, "chunks_done": len(done),
                    "partial": bool(pending), "rows": rows}
+        if hasattr(study, "extra_outputs"):  # derived tables, e.g. the top violations
+            paths.update(study.extra_outputs(rd, paths, tmp))
         summary.update(study.summarize(rd, paths))
         for table, path in paths.items():
             digests[table] = sha256_file(path)

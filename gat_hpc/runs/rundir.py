@@ -32,7 +32,7 @@ import time
 from gat_hpc import __version__
 from gat_hpc.errors import InputError
 from gat_hpc.runs.spec import ChunkResult, ChunkSpec, Output, check_relative
-from gat_hpc.util.atomic import atomic_path, atomic_write_text
+from gat_hpc.util.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 
 MANIFEST_SCHEMA = 1
 DONE, FAILED, MISSING, CORRUPT = "done", "failed", "missing", "corrupt"
@@ -130,11 +130,13 @@ class RunDir:
 
     # ------------------------------------------------------------ create / open
     @classmethod
-    def create(cls, path, study, config, inputs, chunks, command=None):
+    def create(cls, path, study, config, inputs, chunks, command=None, derived=None):
         """Create a run directory, or return the existing one when it holds the same study.
 
         ``inputs``: {role: source path}; ``chunks``: list of dicts with ``ranges``, optional
-        ``params`` and ``seed_spawn_key``. The manifest is written last, so a run
+        ``params`` and ``seed_spawn_key``; ``derived``: {role: (file name suffix, bytes)} of
+        inputs computed while planning (e.g. the contingency list): stored and hashed like
+        inputs, but with no source file to compare on resume. The manifest is written last, so a run
         directory without run.json is an unfinished creation and is rebuilt.
         """
         path = os.path.abspath(path)
@@ -144,6 +146,9 @@ class RunDir:
                 raise InputError(f"{src}: no such file (input '{role}')")
             hashes[role] = sha256_input(src)
             sources[role] = os.path.abspath(src)
+        derived = derived or {}
+        for role, (_, data) in sorted(derived.items()):
+            hashes[role] = hashlib.sha256(data).hexdigest()
         run_id = make_run_id(hashes, study, config)
         manifest_path = os.path.join(path, "run.json")
         if os.path.exists(manifest_path):
@@ -169,6 +174,10 @@ class RunDir:
             rel = f"inputs/{role}{ext}"
             _copy_input(src, os.path.join(path, rel))
             copies[role] = {"source": src, "copy": rel, "sha256": hashes[role]}
+        for role, (suffix, data) in sorted(derived.items()):
+            rel = f"inputs/{role}{suffix}"
+            atomic_write_bytes(os.path.join(path, rel), data)
+            copies[role] = {"source": None, "copy": rel, "sha256": hashes[role], "derived": True}
         for cid, ch in enumerate(chunks):
             spec = ChunkSpec(run_id=run_id, chunk_id=cid, study=study, ranges=ch["ranges"],
                              params=ch.get("params", {}), seed_spawn_key=ch.get("seed_spawn_key", []))
@@ -220,6 +229,8 @@ class RunDir:
         """Roles whose original input file changed (or vanished) since the run was created."""
         changed = []
         for role, info in sorted(self.manifest["inputs"].items()):
+            if info.get("derived"):
+                continue
             src = info.get("source")
             if not src or not os.path.exists(src) or sha256_input(src) != info["sha256"]:
                 changed.append(role)

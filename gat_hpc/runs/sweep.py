@@ -30,9 +30,9 @@ def on_root(executor, fn):
     return result
 
 
-def create_or_open(executor, path, study, config, inputs, chunks, command):
+def create_or_open(executor, path, study, config, inputs, chunks, command, derived=None):
     def make():
-        rd = RunDir.create(path, study, config, inputs, chunks, command)
+        rd = RunDir.create(path, study, config, inputs, chunks, command, derived=derived)
         return rd.path
     p = on_root(executor, make)
     return RunDir.open(p)

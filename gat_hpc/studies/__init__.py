@@ -17,6 +17,9 @@ def get_study(name):
     if name == "pf-hourly":
         from gat_hpc.studies.pf_hourly import PFHourly
         return PFHourly()
+    if name == "contingency":
+        from gat_hpc.studies.contingency import Contingency
+        return Contingency()
     if name == "trivial":
         from gat_hpc.studies.trivial import Trivial
         return Trivial()

@@ -1,0 +1,118 @@
+"""``gat-hpc nminus1 dc|ac CASE --run-dir RUN``: contingency screening across hours."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gat_hpc.errors import InputError
+
+EXAMPLES = """examples:
+  gat-hpc nminus1 dc case118.m --run-dir runs/n1-118
+  gat-hpc nminus1 dc case_ACTIVSg2000.m --profiles scenarios_ACTIVSg2000.m \\
+      --contingencies contab_ACTIVSg2000.m --ac-threshold 100 --run-dir runs/year --executor process
+  gat-hpc nminus1 dc case30.m --depth 2 --n2-candidates 20 --run-dir runs/n2-30
+  mpirun -n 4 gat-hpc nminus1 ac case118.m --executor mpi --run-dir runs/ac118
+"""
+
+
+def _pct(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 < v <= 1000:
+        raise argparse.ArgumentTypeError(f"{v} is out of range: give a loading in percent, 0 < PCT <= 1000")
+    return v
+
+
+def _positive(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
+    return v
+
+
+def add_parser(sub):
+    from gat_hpc.cli.runs import add_executor_args
+
+    p = sub.add_parser("nminus1", help="N-1 / N-2 contingency screening across hours (DC, AC verification)",
+                       description="Screen every contingency for every profile hour with DC post-outage flows "
+                                   "(LODF/PTDF), optionally re-solving the worst in AC; writes the per-(hour, "
+                                   "contingency) summary, the violations, and reduce/top_violations.parquet.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=("dc", "ac"), help="dc: LODF screen (AC only above --ac-threshold); ac: every outage in AC")
+    p.add_argument("case", help="MATPOWER .m, PSS/E .raw or grid.arrow case")
+    p.add_argument("--run-dir", required=True, help="run directory (created, or continued for the same study)")
+    p.add_argument("--profiles", help="hourly loads: Parquet/CSV profile or a MATPOWER scenarios_*.m change table "
+                                      "(default: the case's loads as hour 0)")
+    p.add_argument("--hours", help="only profile hours A <= hour < B, written A:B")
+    p.add_argument("--contingencies", default="all",
+                   help="'all' in-service branches (default), a MATPOWER contab_*.m, or a CSV label,branch_id[,gen_id]")
+    p.add_argument("--depth", type=int, choices=(1, 2), default=1, help="2 adds branch pairs (see --n2-candidates)")
+    p.add_argument("--n2-candidates", type=_positive, default=50,
+                   help="depth 2: all pairs of the N most severe single outages at the peak-load hour (default 50)")
+    p.add_argument("--threshold", type=_pct, default=100.0, help="loading in %% of the rating that counts as a violation")
+    p.add_argument("--rating", choices=("rateA", "rateB", "rateC"), default="rateA", help="branch rating used (default rateA)")
+    p.add_argument("--ac-threshold", type=_pct, default=None,
+                   help="dc mode: re-solve in AC the outages whose DC loading exceeds this %%")
+    p.add_argument("--dispatch", choices=("proportional", "slack"), default="proportional",
+                   help="generation follows load in proportion to the case dispatch (default) or through the slack")
+    p.add_argument("--balancing", choices=("slack", "participation"), default="slack",
+                   help="who picks up a lost generator's output: the slack (default) or the others by Pmax")
+    p.add_argument("--top", type=_positive, default=100, help="rows in reduce/top_violations.parquet (default 100)")
+    p.add_argument("--violations-per-contingency", type=_positive, default=5,
+                   help="worst violated branches kept per (hour, contingency) (default 5)")
+    p.add_argument("--chunk-hours", type=_positive, default=24, help="hours per chunk (default 24)")
+    p.add_argument("--chunk-contingencies", type=_positive, default=500, help="contingencies per chunk (default 500)")
+    p.add_argument("--tol", type=float, default=1e-8, help="AC mismatch tolerance, p.u.")
+    p.add_argument("--max-iter", type=_positive, default=20, help="AC Newton iterations per solve")
+    add_executor_args(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def config_from(args):
+    from gat_hpc.studies.profiles import parse_hours
+
+    hours = parse_hours(args.hours)
+    if args.tol <= 0:
+        raise InputError("--tol must be positive")
+    return dict(mode=args.mode, depth=args.depth, n2_candidates=args.n2_candidates, threshold_pct=args.threshold,
+                rating=args.rating, ac_threshold_pct=args.ac_threshold, dispatch=args.dispatch,
+                balancing=args.balancing, top=args.top, violations_per_contingency=args.violations_per_contingency,
+                chunk_hours=args.chunk_hours, chunk_contingencies=args.chunk_contingencies, tol=args.tol,
+                max_iter=args.max_iter, hours=list(hours) if hours else None,
+                contingencies=args.contingencies if args.contingencies == "all" else "file")
+
+
+def plan_study(args):
+    """(config, inputs, chunks, derived) of the contingency study described by ``args``."""
+    from gat_hpc.network.io import read_case
+    from gat_hpc.studies.contingency import Contingency, contingencies_from_source, load_profile, table_bytes
+
+    config = config_from(args)
+    net = read_case(args.case)
+    profile = load_profile(args.profiles, net) if args.profiles else None
+    cont = contingencies_from_source(args.contingencies, net)
+    chunks, cont = Contingency.plan(net, profile, cont, config)
+    inputs = {"case": args.case}
+    if args.profiles:
+        inputs["profile"] = args.profiles
+    if args.contingencies != "all":
+        inputs["contingencies"] = args.contingencies
+    return config, inputs, chunks, {"contingency_list": (".parquet", table_bytes(cont))}
+
+
+def run(args):
+    from gat_hpc.cli.runs import make_executor_from
+    from gat_hpc.runs.sweep import create_or_open, finish, on_root, run_chunks
+
+    ex = make_executor_from(args)
+    config, inputs, chunks, derived = on_root(ex, lambda: plan_study(args))
+    rd = create_or_open(ex, args.run_dir, "contingency", config, inputs, chunks, sys.argv, derived=derived)
+    run_chunks(rd, ex, quiet=args.quiet, label=f"nminus1 {args.mode}")
+    return finish(rd, ex, quiet=args.quiet)

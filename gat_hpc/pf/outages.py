@@ -1,0 +1,179 @@
+"""DC contingency screening: post-outage flows from LODF/PTDF, reduced per (hour, outage).
+
+Single branch outage k (LODF[k, k] = -1, so the outaged branch ends at 0):
+    f_post = f + LODF[:, k] f[k]
+Outage of a set O of branches (N-2 pairs, multi-element contingencies):
+    f_post = f + LODF[:, O] (I - L)^-1 f[O],  L[i, j] = LODF[O_i, O_j] for i != j, 0 on the diagonal;
+for a pair {k, l}: (I - L)^-1 = [[1, a], [b, 1]] / (1 - a b) with a = LODF[k, l], b = LODF[l, k].
+When I - L is singular the set islands part of the network.
+Generator outage g (output P_g): the injection -P_g at its bus is balanced by the slack
+(``slack``) or by the remaining generators in proportion to weights w (``participation``):
+    f_post = f - P_g (PTDF[:, bus_g] - sum_j w_j PTDF[:, bus_j]).
+
+Everything is vectorised over hours and outages; the hours x outages x branches tensor is
+only ever formed in blocks of bounded size (``block_elements``), and each block is reduced
+at once to the per-(hour, outage) summary and the worst violations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+BLOCK_ELEMENTS = 4_000_000  # hours x outages x branches per block: 32 MB of float64
+
+
+@dataclass
+class Reduction:
+    """Per (hour, outage) reductions, arrays of shape (H, K); flows in MW, loading in percent.
+
+    ``max_loading_pct``/``argmax_loading``: worst |flow| / rating over monitored branches;
+    ``n_violations``: monitored branches above the threshold; ``max_abs_flow_mw`` and its
+    branch; ``max_flow_mw``/``min_flow_mw`` over all in-service branches.
+    ``violations``: rows (h, k, m, flow_mw, loading_pct) of the worst ``top`` violations of
+    each (h, k) (all of them if fewer).
+    """
+
+    max_loading_pct: np.ndarray
+    argmax_loading: np.ndarray
+    n_violations: np.ndarray
+    max_abs_flow_mw: np.ndarray
+    argmax_abs_flow: np.ndarray
+    max_flow_mw: np.ndarray
+    min_flow_mw: np.ndarray
+    violations: tuple
+
+
+def _reduce_block(post_mw, rating, monitored, threshold_pct, top):
+    """post_mw: (H, K, M) flows; returns the Reduction fields for the block."""
+    absf = np.abs(post_mw)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loading = np.where(monitored, absf * (100.0 / np.where(rating > 0, rating, 1.0)), -np.inf)
+    arg = np.argmax(loading, axis=2)
+    mx = np.take_along_axis(loading, arg[..., None], axis=2)[..., 0]
+    over = loading > threshold_pct
+    nviol = over.sum(axis=2)
+    arga = np.argmax(absf, axis=2)
+    mxa = np.take_along_axis(absf, arga[..., None], axis=2)[..., 0]
+    fmax = post_mw.max(axis=2)
+    fmin = post_mw.min(axis=2)
+    hs, ks = np.nonzero(nviol)
+    rows = []
+    if hs.size:
+        sub = loading[hs, ks]  # (n, M)
+        t = min(top, sub.shape[1])
+        idx = np.argpartition(-sub, t - 1, axis=1)[:, :t] if t < sub.shape[1] else np.tile(np.arange(sub.shape[1]), (len(hs), 1))
+        vals = np.take_along_axis(sub, idx, axis=1)
+        keep = vals > threshold_pct
+        r = np.repeat(np.arange(len(hs)), t)[keep.ravel()]
+        m = idx.ravel()[keep.ravel()]
+        rows = (hs[r], ks[r], m, post_mw[hs[r], ks[r], m], loading[hs[r], ks[r], m])
+    return mx, arg, nviol, mxa, arga, fmax, fmin, rows
+
+
+def screen(base_mw, deltas, rating, monitored, threshold_pct, top=5, block_elements=BLOCK_ELEMENTS):
+    """Reduce post-outage flows ``base_mw[h] + deltas(h_block, k_block)`` over monitored branches.
+
+    ``base_mw``: (H, M) pre-outage flows, MW; ``deltas(hs, ks)`` -> (len(hs), len(ks), M) flow
+    changes for those hours and outages (an opened branch's change cancels its flow);
+    ``rating``: (M,) MVA;
+    ``monitored``: (M,) bool. Returns a :class:`Reduction` over K outages.
+    """
+    H, M = base_mw.shape
+    K = deltas.n if hasattr(deltas, "n") else None
+    if K is None:
+        raise ValueError("deltas must expose the number of outages as .n")
+    kb = max(1, min(K, block_elements // max(1, H * M)))
+    hb = H if kb > 1 or H * M <= block_elements else max(1, block_elements // M)
+    shape = (H, K)
+    out = [np.empty(shape), np.empty(shape, np.int64), np.empty(shape, np.int64), np.empty(shape),
+           np.empty(shape, np.int64), np.empty(shape), np.empty(shape)]
+    vio = [[], [], [], [], []]
+    for h0 in range(0, H, hb):
+        hs = np.arange(h0, min(H, h0 + hb))
+        for k0 in range(0, K, kb):
+            ks = np.arange(k0, min(K, k0 + kb))
+            post = base_mw[hs][:, None, :] + deltas(hs, ks)
+            res = _reduce_block(post, rating, monitored, threshold_pct, top)
+            for arr, val in zip(out, res[:7]):
+                arr[np.ix_(hs, ks)] = val
+            if len(res[7]):
+                h_i, k_i, m_i, f_i, l_i = res[7]
+                for lst, val in zip(vio, (hs[h_i], ks[k_i], m_i, f_i, l_i)):
+                    lst.append(val)
+    violations = tuple(np.concatenate(v) if v else np.empty(0) for v in vio)
+    return Reduction(*out, violations=violations)
+
+
+class BranchOutageDeltas:
+    """Flow changes of single branch outages: delta[h, k, :] = LODF[:, k] * f[h, out[k]]."""
+
+    def __init__(self, base_mw, lodf_cols, outages):
+        self.base = base_mw
+        self.lt = np.ascontiguousarray(lodf_cols.T)  # K x M
+        self.out = np.asarray(outages)
+        self.n = len(self.out)
+
+    def __call__(self, hs, ks):
+        fk = self.base[np.ix_(hs, self.out[ks])]  # (h, k)
+        return fk[:, :, None] * self.lt[ks][None, :, :]
+
+
+class PairOutageDeltas:
+    """Flow changes of branch pairs {k, l} from the two LODF columns and the 2x2 inverse."""
+
+    def __init__(self, base_mw, lodf_k, lodf_l, k_idx, l_idx):
+        self.base = base_mw
+        self.lk = np.ascontiguousarray(lodf_k.T)  # P x M
+        self.ll = np.ascontiguousarray(lodf_l.T)
+        self.k, self.l = np.asarray(k_idx), np.asarray(l_idx)
+        self.a = self.ll[np.arange(len(self.k)), self.k]  # LODF[k, l]: column l, row k
+        self.b = self.lk[np.arange(len(self.k)), self.l]  # LODF[l, k]: column k, row l
+        self.det = 1.0 - self.a * self.b
+        self.n = len(self.k)
+
+    def islanding(self, tol=1e-8):
+        return np.abs(self.det) < tol
+
+    def __call__(self, hs, ks):
+        fk = self.base[np.ix_(hs, self.k[ks])]
+        fl = self.base[np.ix_(hs, self.l[ks])]
+        det = np.where(np.abs(self.det[ks]) < 1e-8, np.inf, self.det[ks])
+        ck = (fk + self.a[ks] * fl) / det
+        cl = (self.b[ks] * fk + fl) / det
+        d = ck[:, :, None] * self.lk[ks][None] + cl[:, :, None] * self.ll[ks][None]
+        i = np.arange(len(ks))
+        d[:, i, self.k[ks]] = -fk  # the two opened branches carry nothing afterwards
+        d[:, i, self.l[ks]] = -fl
+        return d
+
+
+class GenOutageDeltas:
+    """Flow changes of generator outages: delta[h, g, :] = -P[h, g] * D[:, g] (MW)."""
+
+    def __init__(self, pg_mw, dist):
+        self.pg = pg_mw  # (H, G) output of each outaged generator
+        self.dt = np.ascontiguousarray(dist.T)  # G x M
+        self.n = self.dt.shape[0]
+
+    def __call__(self, hs, ks):
+        return -self.pg[np.ix_(hs, ks)][:, :, None] * self.dt[ks][None]
+
+
+def multi_outage_flows(base, lodf_cols, outages):
+    """Post-outage flows of one set of branches (any size), for H hours: (H, M), same units as base.
+
+    ``lodf_cols``: (M, |O|) LODF columns of the set. Returns None when the set islands part of
+    the network (I - L singular).
+    """
+    outages = np.asarray(outages)
+    sub = lodf_cols[outages, :]  # |O| x |O|: LODF[O_i, O_j]
+    L = sub - np.diag(np.diag(sub))
+    A = np.eye(len(outages)) - L
+    if abs(np.linalg.det(A)) < 1e-8:
+        return None
+    coef = np.linalg.solve(A, base[:, outages].T)  # |O| x H
+    post = base + (lodf_cols @ coef).T
+    post[:, outages] = 0.0
+    return post
