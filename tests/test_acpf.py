@@ -63,13 +63,16 @@ def test_initialisations_reach_the_same_solution():
         assert np.max(np.abs(V - sols[0])) < 1e-8
 
 
-@pytest.mark.parametrize("solver", ["superlu", "klu", "umfpack"])
+@pytest.mark.parametrize("solver", ["superlu", "klu", "petsc-klu", "umfpack"])
 def test_linear_solvers_agree(solver):
+    from gat_hpc.pf import klu
     from gat_hpc.pf.linsolve import petsc_available
     from tests.conftest import need
 
-    if solver != "superlu":
+    if solver in ("petsc-klu", "umfpack"):
         need("petsc", petsc_available(), "petsc4py does not import")
+    if solver == "klu":
+        need("petsc", klu.available(), "libklu (installed with Debian's PETSc) does not load")
     net = read_matpower(case_path("case1354pegase"))
     ref = solve_ac(net, tol=1e-10, solver="superlu")
     res = solve_ac(net, tol=1e-10, solver=solver)

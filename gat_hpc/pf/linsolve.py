@@ -1,12 +1,14 @@
 """Sparse LU for Newton steps: factor once per pattern, refactor values each iteration.
 
 Backends:
-- ``klu``: SuiteSparse KLU through petsc4py (KSPPREONLY + PCLU). The fastest
-  factorisation measured on power-flow Jacobians here (PLATFORM.md part D);
-  the symbolic analysis is kept while the pattern stays the same.
-- ``superlu``: scipy's SuperLU (``splu``); always available, used where
-  petsc4py is not installed (e.g. the GPU machine's numpy 2 Python).
-``auto`` picks ``klu`` when petsc4py imports, else ``superlu``.
+- ``klu``: SuiteSparse KLU called directly (:mod:`gat_hpc.pf.klu`): the fastest
+  factorisation measured on power-flow Jacobians here (PLATFORM.md part D), and the
+  only one that refactors with the first factorisation's pivots (``klu_refactor``);
+- ``petsc-klu`` / ``umfpack``: KLU or UMFPACK through petsc4py (KSPPREONLY + PCLU), with
+  the symbolic analysis kept while the pattern stays the same;
+- ``superlu``: scipy's SuperLU (``splu``); always available.
+``auto`` picks ``klu`` when libklu loads, else ``petsc-klu`` when petsc4py imports, else
+``superlu`` (e.g. on the GPU machine's numpy 2 Python).
 """
 
 from __future__ import annotations
@@ -26,16 +28,26 @@ def petsc_available():
     return True
 
 
+SOLVERS = ("auto", "klu", "petsc-klu", "umfpack", "superlu")
+
+
 def make_solver(kind="auto"):
+    from gat_hpc.pf import klu
+
     if kind == "auto":
-        kind = "klu" if petsc_available() else "superlu"
+        kind = "klu" if klu.available() else "petsc-klu" if petsc_available() else "superlu"
     if kind == "klu":
+        if not klu.available():
+            from gat_hpc.errors import InputError
+            raise InputError("the KLU library (libklu) is not installed; choose another --linear-solver")
+        return klu.KLU()
+    if kind == "petsc-klu":
         return PetscLU("klu")
     if kind == "umfpack":
         return PetscLU("umfpack")
     if kind == "superlu":
         return ScipyLU()
-    raise ValueError(f"unknown linear solver '{kind}' (expected auto, klu, umfpack or superlu)")
+    raise ValueError(f"unknown linear solver '{kind}' (expected one of {', '.join(SOLVERS)})")
 
 
 class ScipyLU:
