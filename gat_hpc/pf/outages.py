@@ -45,30 +45,38 @@ class Reduction:
     violations: tuple
 
 
-def _reduce_block(post_mw, rating, monitored, threshold_pct, top):
-    """post_mw: (H, K, M) flows; returns the Reduction fields for the block."""
-    absf = np.abs(post_mw)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        loading = np.where(monitored, absf * (100.0 / np.where(rating > 0, rating, 1.0)), -np.inf)
+def _reduce_block(post_mw, inv_rating, threshold_pct, top, work=None):
+    """post_mw: (H, K, M) flows; returns the Reduction fields for the block.
+
+    ``inv_rating``: 100 / rating (MVA) for monitored branches, 0 for the others, so loading
+    needs one multiply and unmonitored branches read as 0 %. Few passes over the block:
+    it is the hot loop of every screen.
+    """
+    argmax = np.argmax(post_mw, axis=2)
+    argmin = np.argmin(post_mw, axis=2)
+    fmax = np.take_along_axis(post_mw, argmax[..., None], axis=2)[..., 0]
+    fmin = np.take_along_axis(post_mw, argmin[..., None], axis=2)[..., 0]
+    pos = fmax >= -fmin
+    mxa = np.where(pos, fmax, -fmin)
+    arga = np.where(pos, argmax, argmin)
+    loading = np.abs(post_mw, out=work[: post_mw.size].reshape(post_mw.shape) if work is not None else None)
+    loading *= inv_rating
     arg = np.argmax(loading, axis=2)
     mx = np.take_along_axis(loading, arg[..., None], axis=2)[..., 0]
     over = loading > threshold_pct
-    nviol = over.sum(axis=2)
-    arga = np.argmax(absf, axis=2)
-    mxa = np.take_along_axis(absf, arga[..., None], axis=2)[..., 0]
-    fmax = post_mw.max(axis=2)
-    fmin = post_mw.min(axis=2)
-    hs, ks = np.nonzero(nviol)
+    nviol = np.count_nonzero(over, axis=2)
     rows = []
-    if hs.size:
-        sub = loading[hs, ks]  # (n, M)
-        t = min(top, sub.shape[1])
-        idx = np.argpartition(-sub, t - 1, axis=1)[:, :t] if t < sub.shape[1] else np.tile(np.arange(sub.shape[1]), (len(hs), 1))
-        vals = np.take_along_axis(sub, idx, axis=1)
-        keep = vals > threshold_pct
-        r = np.repeat(np.arange(len(hs)), t)[keep.ravel()]
-        m = idx.ravel()[keep.ravel()]
-        rows = (hs[r], ks[r], m, post_mw[hs[r], ks[r], m], loading[hs[r], ks[r], m])
+    if np.any(nviol):
+        # every violation (few) -> keep the ``top`` worst of each (hour, outage)
+        h, k, m = np.nonzero(over)
+        lv = loading[h, k, m]
+        group = h * over.shape[1] + k
+        order = np.lexsort((-lv, group))
+        g = group[order]
+        first = np.r_[0, np.flatnonzero(np.diff(g)) + 1]
+        rank = np.arange(len(g)) - np.repeat(first, np.diff(np.r_[first, len(g)]))
+        sel = order[rank < top]
+        rows = (h[sel], k[sel], m[sel], post_mw[h[sel], k[sel], m[sel]], lv[sel])
     return mx, arg, nviol, mxa, arga, fmax, fmin, rows
 
 
@@ -81,6 +89,7 @@ def screen(base_mw, deltas, rating, monitored, threshold_pct, top=5, block_eleme
     ``monitored``: (M,) bool. Returns a :class:`Reduction` over K outages.
     """
     H, M = base_mw.shape
+    inv_rating = np.where(monitored & (rating > 0), 100.0 / np.where(rating > 0, rating, 1.0), 0.0)
     K = deltas.n if hasattr(deltas, "n") else None
     if K is None:
         raise ValueError("deltas must expose the number of outages as .n")
@@ -90,12 +99,16 @@ def screen(base_mw, deltas, rating, monitored, threshold_pct, top=5, block_eleme
     out = [np.empty(shape), np.empty(shape, np.int64), np.empty(shape, np.int64), np.empty(shape),
            np.empty(shape, np.int64), np.empty(shape), np.empty(shape)]
     vio = [[], [], [], [], []]
+    work = None  # one buffer for the loadings of every block
     for h0 in range(0, H, hb):
         hs = np.arange(h0, min(H, h0 + hb))
         for k0 in range(0, K, kb):
             ks = np.arange(k0, min(K, k0 + kb))
-            post = base_mw[hs][:, None, :] + deltas(hs, ks)
-            res = _reduce_block(post, rating, monitored, threshold_pct, top)
+            post = deltas(hs, ks)
+            post += base_mw[hs][:, None, :]
+            if work is None:
+                work = np.empty(post.size)
+            res = _reduce_block(post, inv_rating, threshold_pct, top, work)
             for arr, val in zip(out, res[:7]):
                 arr[np.ix_(hs, ks)] = val
             if len(res[7]):
