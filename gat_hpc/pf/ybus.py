@@ -56,3 +56,34 @@ def make_ybus(net, mask=None):
 def make_sbus(net):
     """Specified complex injection per bus, p.u.: in-service generation minus constant-power load."""
     return net.bus_gen() - net.bus_load()
+
+
+def branch_entry_positions(ybus, net):
+    """Positions in ``ybus.data`` of each branch's (f,f), (f,t), (t,f), (t,t) entries: 4 x n_branch.
+
+    With them a branch outage updates Ybus in place of a rebuild:
+    ``data[pos[0, k]] -= Yff[k]`` and so on (see :func:`outage_ybus`).
+    """
+    ybus = ybus.tocsr()
+    n = ybus.shape[0]
+    key = np.repeat(np.arange(n, dtype=np.int64), np.diff(ybus.indptr)) * n + ybus.indices
+    order = np.argsort(key)  # CSR with sorted indices is already sorted; this keeps it general
+    f, t = net.f_bus.astype(np.int64), net.t_bus.astype(np.int64)
+    out = []
+    for r, c in ((f, f), (f, t), (t, f), (t, t)):
+        want = r * n + c
+        idx = np.searchsorted(key[order], want)
+        out.append(order[np.minimum(idx, len(key) - 1)])
+    pos = np.vstack(out)
+    return pos
+
+
+def outage_ybus(ybus, pos, admittances, branches):
+    """Ybus with ``branches`` switched out: same sparsity pattern (entries become explicit zeros
+    where nothing else connects), new data array; the base matrix is not changed."""
+    import scipy.sparse as sp
+
+    data = ybus.data.copy()
+    for p, y in zip(pos, admittances):
+        np.subtract.at(data, p[branches], y[branches])
+    return sp.csr_matrix((data, ybus.indices, ybus.indptr), shape=ybus.shape)

@@ -373,20 +373,28 @@ class Contingency:
         return O.screen(f_mw, _Fixed(), rating, mon, thr, top)
 
     def _ac_verify(self, ctx, hours, load, pg, want, brs, gns, ac, thr, top):
-        """AC re-solves of the wanted (hour, contingency) cells; fills ``ac`` and returns AC violations."""
-        from gat_hpc.pf.ac import solve_ac
+        """AC re-solves of the wanted (hour, contingency) cells; fills ``ac`` and returns AC violations.
+
+        Each hour's base case is solved once; every contingency of that hour then starts from
+        its voltages. A branch outage updates the base Ybus in place of a rebuild (same
+        sparsity pattern), so the Jacobian map and KLU's symbolic analysis of the base case
+        serve every outage; bus roles are recomputed only when they can change (several
+        branches out, or a bus losing its last generator).
+        """
         from gat_hpc.pf.newton import JacobianMap, newton
-        from gat_hpc.pf.ybus import make_ybus
+        from gat_hpc.pf.ybus import branch_admittances, branch_entry_positions, outage_ybus
 
         net, cfg = ctx["net"], ctx["config"]
         base = net.base_mva
-        work = ctx["ac_cache"].get("work")
-        if work is None:
+        acc = ctx["ac_cache"]
+        if "work" not in acc:
             from gat_hpc.studies.pf_hourly import per_bus_network
 
-            work = ctx["ac_cache"]["work"] = per_bus_network(net)
-            ctx["ac_cache"]["solve"] = {}
+            acc["work"] = per_bus_network(net)
+            acc["solve"] = {}
+        work = acc["work"]
         rating, mon = ctx["rating"], ctx["monitored"]
+        inv_rating = np.where(mon, 100.0 / np.where(rating > 0, rating, 1.0), 0.0)
         vio = []
         tol, max_iter = cfg["tol"], cfg["max_iter"]
         for h in np.flatnonzero(want.any(axis=1)):
@@ -394,37 +402,49 @@ class Contingency:
             work.pg = pg[:, h].copy()
             work.branch_status = net.branch_status.copy()
             work.gen_status = net.gen_status.copy()
-            cache = ctx["ac_cache"]["solve"]
+            cache = acc["solve"]
             try:
                 res = self._ac_base(ctx, work, cache)
             except ConvergenceError:
                 ac["base_failed"][h, :] = True
                 continue
-            ctx["ac_cache"]["V"] = res.V
+            acc["V"] = res.V
             pg_h = work.pg.copy()
             jmap, lu, types0 = cache["jmap"], cache["lu"], cache["types"]
+            ybus0, yf0, yt0 = cache["ybus"], cache["yf"], cache["yt"]
+            if "pos" not in acc:
+                acc["pos"] = branch_entry_positions(ybus0, net)
+                acc["adm"] = branch_admittances(net)
+            gen_count = np.bincount(net.gen_bus[net.gen_status], minlength=net.n_bus)
             for k in np.flatnonzero(want[h]):
-                work.branch_status = net.branch_status.copy()
-                work.gen_status = net.gen_status.copy()
+                br, gi = np.asarray(brs[k], dtype=np.int64), np.asarray(gns[k], dtype=np.int64)
                 work.pg = pg_h.copy()
-                if brs[k]:
-                    work.branch_status[brs[k]] = False
-                if gns[k]:
-                    gi = np.asarray(gns[k])
-                    lost = work.pg[gi].sum()
+                work.gen_status = net.gen_status.copy()
+                if gi.size:
+                    lost = float(np.where(net.gen_status[gi], work.pg[gi], 0.0).sum())
                     work.gen_status[gi] = False
                     if cfg["balancing"] == "participation":
                         w = np.where(work.gen_status, np.maximum(net.pmax, 0.0), 0.0)
                         if w.sum() > 0:
                             work.pg = work.pg + lost * w / w.sum()
-                try:
-                    types = bus_types(work)
-                except InputError:
-                    ac["islanding"][h, k] = True
-                    continue
-                ybus, yf, yt = make_ybus(work)
-                if np.array_equal(types.pv, types0.pv) and np.array_equal(types.pq, types0.pq):
-                    jm = jmap.with_ybus(ybus)
+                roles_change = br.size > 1 or (gi.size and np.any(
+                    np.bincount(net.gen_bus[gi[net.gen_status[gi]]], minlength=net.n_bus)[net.gen_bus[gi]]
+                    >= gen_count[net.gen_bus[gi]]))
+                types = types0
+                if roles_change:
+                    work.branch_status = net.branch_status.copy()
+                    work.branch_status[br] = False
+                    try:
+                        types = bus_types(work)
+                    except InputError:
+                        ac["islanding"][h, k] = True
+                        continue
+                    if types.n_islands != types0.n_islands or len(types.dead) != len(types0.dead):
+                        ac["islanding"][h, k] = True
+                        continue
+                ybus = outage_ybus(ybus0, acc["pos"], acc["adm"], br) if br.size else ybus0
+                if types is types0 or (np.array_equal(types.pv, types0.pv) and np.array_equal(types.pq, types0.pq)):
+                    jm = jmap.with_ybus(ybus) if br.size else jmap
                 else:
                     jm = JacobianMap(ybus, types.pv, types.pq)
                 sbus = work.bus_gen() - work.bus_load()
@@ -438,10 +458,11 @@ class Contingency:
                     continue
                 ac["converged"][h, k] = True
                 V = r.V
-                sf = V[net.f_bus] * np.conj(yf @ V) * base
-                st = V[net.t_bus] * np.conj(yt @ V) * base
-                s = np.maximum(np.abs(sf), np.abs(st))
-                loading = np.where(mon, s * 100 / np.where(rating > 0, rating, 1), -np.inf)
+                sf = V[net.f_bus] * np.conj(yf0 @ V) * base
+                st = V[net.t_bus] * np.conj(yt0 @ V) * base
+                sf[br] = 0.0
+                st[br] = 0.0
+                loading = np.maximum(np.abs(sf), np.abs(st)) * inv_rating
                 m = int(np.argmax(loading))
                 ac["max_loading_pct"][h, k] = loading[m]
                 ac["argmax"][h, k] = m
@@ -450,6 +471,8 @@ class Contingency:
                     sel = over[np.argsort(-loading[over])[:top]]
                     vio.append((np.full(sel.size, h), np.full(sel.size, k), sel, sf.real[sel], loading[sel], "ac"))
                 ac["n_violations"][h, k] = over.size
+            work.branch_status = net.branch_status.copy()
+            work.gen_status = net.gen_status.copy()
         return vio
 
     @staticmethod
