@@ -137,15 +137,9 @@ class ChangeTable:
 
 
 def _read_text(path):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a MATPOWER change table (.m)") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    from gat_hpc.util.textfile import read_text
+
+    return read_text(path, "a MATPOWER change table (.m)")
 
 
 def read_change_table(path):

@@ -167,16 +167,10 @@ def network_from_mpc(mpc, path="<string>", name=""):
 
 def read_matpower(path):
     """Read a MATPOWER version 2 ``.m`` case file into a :class:`Network`."""
+    from gat_hpc.util.textfile import read_text
+
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a MATPOWER .m file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    text = read_text(path, "a MATPOWER .m file")
     name = os.path.splitext(os.path.basename(path))[0]
     return network_from_mpc(parse_matpower(text, path), path, name)
 

@@ -210,15 +210,9 @@ class _Records:
 
 
 def _read_lines(path):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read().splitlines()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a PSS/E .raw file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    from gat_hpc.util.textfile import read_text
+
+    return read_text(path, "a PSS/E .raw file").splitlines()
 
 
 def _parse_header(lines, path):

@@ -28,6 +28,16 @@ def _require(d, key, types, where):
     return v
 
 
+def _json_object(text, where):
+    try:
+        d = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{where}: malformed JSON ({exc})") from None
+    if not isinstance(d, dict):
+        raise InputError(f"{where}: expected a JSON object")
+    return d
+
+
 def check_relative(path, where):
     """A path recorded in a run directory: relative, normalised, never climbing out."""
     if not isinstance(path, str) or not path:
@@ -57,12 +67,7 @@ class ChunkSpec:
 
     @classmethod
     def from_json(cls, text, where="chunk spec"):
-        try:
-            d = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{where}: malformed JSON ({exc})") from None
-        if not isinstance(d, dict):
-            raise InputError(f"{where}: expected a JSON object")
+        d = _json_object(text, where)
         schema = _require(d, "schema", int, where)
         if schema != CHUNK_SCHEMA:
             raise InputError(f"{where}: chunk schema {schema} is not supported (expected {CHUNK_SCHEMA})")
@@ -114,12 +119,7 @@ class ChunkResult:
 
     @classmethod
     def from_json(cls, text, where="chunk result"):
-        try:
-            d = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{where}: malformed JSON ({exc})") from None
-        if not isinstance(d, dict):
-            raise InputError(f"{where}: expected a JSON object")
+        d = _json_object(text, where)
         schema = _require(d, "schema", int, where)
         if schema != RESULT_SCHEMA:
             raise InputError(f"{where}: result schema {schema} is not supported (expected {RESULT_SCHEMA})")
