@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 
 from tests.conftest import case_path
 from tests.oracle import PF, VA, VM, pypower_pf

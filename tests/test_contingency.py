@@ -16,7 +16,7 @@ import pytest
 from gat_hpc.network.matpower import read_matpower
 from gat_hpc.pf import outages as O
 from gat_hpc.pf.dc import solve_dc
-from gat_hpc.pf.sensitivity import find_bridges, lodf_columns, ptdf_columns
+from gat_hpc.pf.sensitivity import find_bridges, lodf_columns
 from gat_hpc.pf.topology import islands
 from tests.conftest import case_path
 

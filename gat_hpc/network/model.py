@@ -25,6 +25,13 @@ from gat_hpc.errors import InputError
 PQ, PV, REF, NONE = 1, 2, 3, 4  # MATPOWER bus types (NONE = isolated)
 
 
+def sum_per_bus(bus_index, values, n_bus):
+    """Complex ``values`` summed per bus (``bus_index`` internal indices) into an n_bus vector."""
+    values = np.asarray(values)
+    return (np.bincount(bus_index, values.real, n_bus)
+            + 1j * np.bincount(bus_index, values.imag if np.iscomplexobj(values) else np.zeros(len(values)), n_bus))
+
+
 def _f(x):
     return np.asarray(x, dtype=np.float64)
 
@@ -236,18 +243,15 @@ class Network:
     # ------------------------------------------------------- bus aggregates
     def bus_load(self):
         """Complex load per bus, p.u. (in-service loads summed)."""
-        s = np.where(self.load_status, self.load_p + 1j * self.load_q, 0)
-        return np.bincount(self.load_bus, s.real, self.n_bus) + 1j * np.bincount(self.load_bus, s.imag, self.n_bus)
+        return sum_per_bus(self.load_bus, np.where(self.load_status, self.load_p + 1j * self.load_q, 0), self.n_bus)
 
     def bus_shunt(self):
         """Complex shunt admittance per bus at 1 p.u., p.u. (in-service shunts summed)."""
-        y = np.where(self.shunt_status, self.shunt_g + 1j * self.shunt_b, 0)
-        return np.bincount(self.shunt_bus, y.real, self.n_bus) + 1j * np.bincount(self.shunt_bus, y.imag, self.n_bus)
+        return sum_per_bus(self.shunt_bus, np.where(self.shunt_status, self.shunt_g + 1j * self.shunt_b, 0), self.n_bus)
 
     def bus_gen(self):
         """Complex generation per bus, p.u. (in-service generators summed)."""
-        s = np.where(self.gen_status, self.pg + 1j * self.qg, 0)
-        return np.bincount(self.gen_bus, s.real, self.n_bus) + 1j * np.bincount(self.gen_bus, s.imag, self.n_bus)
+        return sum_per_bus(self.gen_bus, np.where(self.gen_status, self.pg + 1j * self.qg, 0), self.n_bus)
 
     def bus_has_gen(self):
         """True for buses with at least one in-service generator."""

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gat_hpc.errors import ConvergenceError, InputError
-from gat_hpc.network.model import PQ
+from gat_hpc.network.model import PQ, sum_per_bus
 from gat_hpc.pf.linsolve import make_solver
 from gat_hpc.pf.newton import JacobianMap, newton
 from gat_hpc.pf.topology import BusTypes, bus_types
-from gat_hpc.pf.ybus import make_sbus, make_ybus
+from gat_hpc.pf.ybus import make_ybus
 
 Q_VIOLATION_MVAR = 5e-6  # MATPOWER's opf.violation, used by its Q-limit check
 INIT_CHOICES = ("case", "flat", "dc")
@@ -252,17 +252,14 @@ def solve_ac(net, tol=1e-8, max_iter=30, init="case", q_limits=False, solver="au
 def _dispatch(net, ybus, V, types, pg_spec, qg_spec, on, q_fixed, load):
     """gen_dispatch with the Q-limited generators held at their limits (treated as negative load)."""
     held = on & q_fixed
-    s = np.where(held, pg_spec + 1j * qg_spec, 0)
-    held_bus = np.bincount(net.gen_bus, s.real, net.n_bus) + 1j * np.bincount(net.gen_bus, s.imag, net.n_bus)
+    held_bus = sum_per_bus(net.gen_bus, np.where(held, pg_spec + 1j * qg_spec, 0), net.n_bus)
     pg, qg = gen_dispatch(net, ybus, V, types, pg_spec, qg_spec, on & ~q_fixed, load - held_bus)
     pg[held], qg[held] = pg_spec[held], qg_spec[held]
     return pg, qg
 
 
 def _sbus(net, pg, qg, on, load):
-    s = np.where(on, pg + 1j * qg, 0)
-    gen = np.bincount(net.gen_bus, s.real, net.n_bus) + 1j * np.bincount(net.gen_bus, s.imag, net.n_bus)
-    return gen - load
+    return sum_per_bus(net.gen_bus, np.where(on, pg + 1j * qg, 0), net.n_bus) - load
 
 
 def _switch_to_pq(net, types, bus_type, buses):

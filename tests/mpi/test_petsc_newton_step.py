@@ -8,7 +8,6 @@ checks that it really got that many ranks through GAT_HPC_EXPECT_RANKS).
 import os
 
 import numpy as np
-import pytest
 
 from tests.conftest import case_path, need
 
