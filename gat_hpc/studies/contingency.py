@@ -584,46 +584,57 @@ class Contingency:
 
     # ---------------------------------------------------------- reduce
     def extra_outputs(self, rd, paths, outdir):
-        """reduce/top_violations.parquet: the worst rows, AC values where the outage was verified."""
+        """reduce/top_violations.parquet: the worst rows, AC values where the outage was verified.
+
+        Works in Arrow (no Python objects per row): a year of N-1 has tens of millions of rows.
+        """
         import os
 
         import pyarrow.compute as pc
 
-        top_n = int(rd.config.get("top", 100))
-        out = os.path.join(outdir, "top_violations.parquet")
         if "violations" not in paths:
             return {}
+        top_n = int(rd.config.get("top", 100))
+        out = os.path.join(outdir, "top_violations.parquet")
         v = pq.read_table(paths["violations"])
-        c = pq.read_table(paths["contingencies"], columns=["hour", "contingency_index", "ac_verified"])
-        verified = c.filter(c["ac_verified"])
-        keys = set(zip(verified["hour"].to_pylist(), verified["contingency_index"].to_pylist()))
-        src = v["source"].to_pylist()
-        hk = list(zip(v["hour"].to_pylist(), v["contingency_index"].to_pylist()))
-        keep = [(s == "ac") == (key in keys) for s, key in zip(src, hk)]
-        v = v.filter(pa.array(keep, pa.bool_()))
-        v = v.append_column("ac_verified", pc.equal(v["source"], "ac"))
+        c = pq.read_table(paths["contingencies"], columns=["hour", "contingency_index", "ac_verified"],
+                          filters=[("ac_verified", "=", True)])
+        if c.num_rows:
+            # keep AC rows of verified (hour, contingency) pairs and DC rows of the others
+            key = pc.add(pc.multiply(v["hour"], 1 << 32), v["contingency_index"])
+            vkey = pc.add(pc.multiply(c["hour"], 1 << 32), c["contingency_index"])
+            verified = pc.is_in(key, value_set=vkey)
+            v = v.filter(pc.equal(verified, pc.equal(v["source"], "ac")))
+        else:
+            v = v.filter(pc.equal(v["source"], "dc"))
         v = v.sort_by([("loading_pct", "descending"), ("hour", "ascending"), ("contingency_index", "ascending"),
                        ("monitored_branch_id", "ascending")]).slice(0, top_n)
         tv = pa.table({"hour": v["hour"], "contingency_label": v["contingency_label"],
                        "contingency_index": v["contingency_index"], "monitored_branch_id": v["monitored_branch_id"],
                        "flow_mw": v["flow_mw"], "limit_mw": v["limit_mw"], "loading_pct": v["loading_pct"],
-                       "ac_verified": v["ac_verified"]})
+                       "ac_verified": pc.equal(v["source"], "ac")})
         pq.write_table(tv, out)
         return {"top_violations": out}
 
     def summarize(self, rd, paths):
-        c = pq.read_table(paths["contingencies"], columns=["hour", "contingency_index", "violated", "islanding",
-                                                            "ac_verified", "max_loading_pct"])
-        viol = c["violated"].to_numpy(zero_copy_only=False)
-        isl = c["islanding"].to_numpy(zero_copy_only=False)
-        out = {"hour_contingency_rows": c.num_rows, "hours": len(set(c["hour"].to_pylist())),
-               "contingencies": len(set(c["contingency_index"].to_pylist())),
-               "violated_rows": int(viol.sum()), "islanding_rows": int(isl.sum()),
-               "ac_verified_rows": int(c["ac_verified"].to_numpy(zero_copy_only=False).sum()),
-               "mode": rd.config["mode"], "balancing": rd.config["balancing"], "dispatch": rd.config["dispatch"]}
+        import pyarrow.compute as pc
+
+        out = {"mode": rd.config["mode"], "balancing": rd.config["balancing"], "dispatch": rd.config["dispatch"]}
+        pf = pq.ParquetFile(paths["contingencies"])
+        n = viol = isl = acv = 0
+        hours, conts = set(), set()
+        for batch in pf.iter_batches(columns=["hour", "contingency_index", "violated", "islanding", "ac_verified"],
+                                     batch_size=1 << 20):
+            n += batch.num_rows
+            viol += pc.sum(batch["violated"]).as_py() or 0
+            isl += pc.sum(batch["islanding"]).as_py() or 0
+            acv += pc.sum(batch["ac_verified"]).as_py() or 0
+            hours.update(pc.unique(batch["hour"]).to_pylist())
+            conts.update(pc.unique(batch["contingency_index"]).to_pylist())
+        out.update(hour_contingency_rows=n, hours=len(hours), contingencies=len(conts), violated_rows=int(viol),
+                   islanding_rows=int(isl), ac_verified_rows=int(acv))
         if "top_violations" in paths:
-            t = pq.read_table(paths["top_violations"]).slice(0, 10)
-            out["worst"] = t.to_pylist()
+            out["worst"] = pq.read_table(paths["top_violations"]).slice(0, 10).to_pylist()
         return out
 
 
