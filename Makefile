@@ -14,6 +14,7 @@ demo: setup
 	$(VENV)/bin/gat-hpc pf ac gat_hpc/data/case118.m --out demo-out/pf-ac-case118
 	$(VENV)/bin/python -c "import json; print(json.dumps(json.load(open('demo-out/pf-ac-case118/summary.json')), indent=1))"
 
+test: export GAT_HPC_WITH_SLURM = 1
 test: setup
 	bash scripts/run-tests.sh
 

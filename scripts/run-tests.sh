@@ -1,6 +1,8 @@
 #!/bin/bash
-# Run every gat-hpc test: serial tests with pytest, then the MPI tests under `mpirun -n 2`.
-# GAT_HPC_REQUIRE (comma list: mpi, petsc, slurm) turns a missing component into a failure.
+# Run every gat-hpc test: serial tests with pytest (tests/slurm among them, against a local
+# Slurm cluster started here), then the MPI tests under `mpirun -n 2`. Arguments go to the
+# serial pytest run (`bash scripts/run-tests.sh tests/slurm`).
+# GAT_HPC_REQUIRE (comma list: mpi, petsc, slurm, lmod) turns a missing component into a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -20,6 +22,22 @@ check() {  # check NAME COMMAND...: fail when a required component is missing
 }
 check petsc $PY -c "from petsc4py import PETSc; assert PETSc.Sys.hasExternalPackage('mumps')"
 check mpi mpirun -n 2 $PY -c "from mpi4py import MPI; assert MPI.COMM_WORLD.Get_size() == 2"
+
+# Slurm: a single-node cluster of the tests' own (never the SLURM_CONF of the caller's cluster),
+# started in a scratch folder and stopped when this script exits. It advertises 8 CPUs on this
+# small machine so the short test tasks start together (scripts/start-slurm.sh).
+unset SLURM_CONF
+SLURM_STATE=""
+stop_slurm() { [ -n "$SLURM_STATE" ] && bash scripts/stop-slurm.sh "$SLURM_STATE" && rm -rf "$SLURM_STATE"; }
+if [[ ",${GAT_HPC_REQUIRE:-}," == *",slurm,"* ]] || command -v slurmctld >/dev/null || [ -x /usr/sbin/slurmctld ]; then
+  SLURM_STATE=$(mktemp -d "${TMPDIR:-/tmp}/gat-hpc-slurm.XXXXXX")
+  trap stop_slurm EXIT
+  if conf=$(SLURM_CI_CPUS=${SLURM_CI_CPUS:-8} bash scripts/start-slurm.sh "$SLURM_STATE"); then
+    eval "$conf"
+  fi
+fi
+check slurm sinfo -h -o %t
+check lmod test -r /usr/share/lmod/lmod/init/bash
 [ $fail = 0 ] || exit 1
 
 echo "== serial tests"

@@ -18,12 +18,14 @@ EPILOG = """examples:
   gat-hpc pf dc case_ACTIVSg2000.m --out out/dc2000
   gat-hpc import case300.m --out case300.arrow
   gat-hpc pf ac case_ACTIVSg2000.m --profiles load.parquet --run-dir runs/year --executor process
+  gat-hpc nminus1 dc case_ACTIVSg2000.m --profiles scenarios_ACTIVSg2000.m --run-dir runs/n1
   gat-hpc runs describe --run-dir runs/year
+  gat-hpc emit-sbatch pf ac case_ACTIVSg2000.m --profiles load.parquet --run-dir runs/year --submit
 """
 
 
 def build_parser():
-    from gat_hpc.cli import importcase, pf, runs
+    from gat_hpc.cli import adequacy, importcase, modulefile, nminus1, opf, pf, runs, slurm, synth
 
     parser = argparse.ArgumentParser(
         prog="gat-hpc", description="Power-grid studies from a laptop to a Slurm cluster.",
@@ -32,8 +34,14 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     pf.add_parser(sub)
+    nminus1.add_parser(sub)
+    adequacy.add_parser(sub)
+    opf.add_parser(sub)
     importcase.add_parser(sub)
     runs.add_parser(sub)
+    slurm.add_parser(sub)
+    modulefile.add_parser(sub)
+    synth.add_parser(sub)
     return parser
 
 

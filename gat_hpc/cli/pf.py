@@ -28,25 +28,38 @@ def add_parser(sub):
     p.add_argument("model", choices=("ac", "dc"), help="AC (Newton-Raphson) or DC power flow")
     p.add_argument("case", help="MATPOWER .m, PSS/E .raw (v33) or grid.arrow folder")
     p.add_argument("--out", help="output folder (replaced whole on success, untouched on failure)")
+    add_solve_arguments(p)
+    p.add_argument("--linear-solver", default="auto", choices=("auto", "klu", "umfpack", "superlu"),
+                   help="sparse LU for Newton steps (auto: KLU via PETSc if available, else SuperLU)")
+    sweep = p.add_argument_group("hourly sweep (AC only): one power flow per profile hour, in a run directory")
+    add_sweep_arguments(sweep)
+    from gat_hpc.cli.runs import add_executor_args
+    add_executor_args(sweep)
+    from gat_hpc.dist.command import add_arguments as add_dist_arguments
+    add_dist_arguments(p)  # --solver petsc: distributed Newton under mpirun; PETSc options pass through
+    p.set_defaults(func=run)
+    return p
+
+
+def add_solve_arguments(p):
+    """Newton options shared by `pf` and `emit-sbatch pf`."""
     p.add_argument("--tol", type=float, default=1e-8, help="max power mismatch, p.u. (default 1e-8)")
     p.add_argument("--max-iter", type=int, default=30, help="Newton iterations per solve (default 30)")
     p.add_argument("--init", choices=("case", "flat", "dc"), default="case",
                    help="starting voltages: case file values (default), flat, or DC angles")
     p.add_argument("--q-limits", action="store_true",
                    help="enforce generator reactive limits (PV buses at a limit become PQ)")
-    p.add_argument("--linear-solver", default="auto", choices=("auto", "klu", "umfpack", "superlu"),
-                   help="sparse LU for Newton steps (auto: KLU via PETSc if available, else SuperLU)")
-    sweep = p.add_argument_group("hourly sweep (AC only): one power flow per profile hour, in a run directory")
-    sweep.add_argument("--profiles", help="load profile (Parquet/CSV): hour + load_scale | load_mw | bus_id, p_mw[, q_mvar]")
-    sweep.add_argument("--run-dir", help="run directory of the sweep (created, or continued if it holds the same study)")
-    sweep.add_argument("--hours", help="only profile hours A <= hour < B, written A:B")
-    sweep.add_argument("--chunk-size", type=int, default=24, help="hours per chunk (default 24)")
-    sweep.add_argument("--dispatch", choices=("proportional", "slack"), default="proportional",
-                       help="generation follows load in proportion to the case dispatch (default), or the slack takes it")
-    from gat_hpc.cli.runs import add_executor_args
-    add_executor_args(sweep)
-    p.set_defaults(func=run)
-    return p
+
+
+def add_sweep_arguments(g, run_dir=True):
+    """Hourly-sweep options shared by `pf` and `emit-sbatch pf` (the latter has its own --run-dir)."""
+    g.add_argument("--profiles", help="load profile (Parquet/CSV): hour + load_scale | load_mw | bus_id, p_mw[, q_mvar]")
+    if run_dir:
+        g.add_argument("--run-dir", help="run directory of the sweep (created, or continued if it holds the same study)")
+    g.add_argument("--hours", help="only profile hours A <= hour < B, written A:B")
+    g.add_argument("--chunk-size", type=int, default=24, help="hours per chunk (default 24)")
+    g.add_argument("--dispatch", choices=("proportional", "slack"), default="proportional",
+                   help="generation follows load in proportion to the case dispatch (default), or the slack takes it")
 
 
 def run(args):
@@ -57,6 +70,9 @@ def run(args):
 
     if args.tol <= 0 or args.max_iter < 1:
         raise InputError("--tol must be positive and --max-iter at least 1")
+    if args.solver == "petsc":
+        from gat_hpc.dist.command import run as run_dist
+        return run_dist(args)
     if args.run_dir or args.profiles:
         if not (args.run_dir and args.profiles) or args.model != "ac":
             raise InputError("an hourly sweep needs `pf ac` with both --profiles and --run-dir")
@@ -131,29 +147,43 @@ def _served_load_mw(net, types):
     return float(np.sum(p) * net.base_mva)
 
 
-def run_sweep(args):
-    """``pf ac CASE --profiles P --run-dir RUN``: the hourly AC power-flow study."""
-    from gat_hpc.cli.runs import make_executor_from
+def sweep_definition(args):
+    """Study name, configuration, inputs and hour range of `pf ac CASE --profiles P` (reads nothing)."""
     from gat_hpc.errors import InputError
-    from gat_hpc.runs.sweep import create_or_open, finish, on_root, run_chunks
-    from gat_hpc.studies.pf_hourly import PFHourly
-    from gat_hpc.studies.profiles import Profile, parse_hours
+    from gat_hpc.studies.profiles import parse_hours
 
     if args.chunk_size < 1:
         raise InputError("--chunk-size must be at least 1")
-    ex = make_executor_from(args)
     hours = parse_hours(args.hours)
     config = dict(tol=args.tol, max_iter=args.max_iter, init=args.init, q_limits=bool(args.q_limits),
                   dispatch=args.dispatch, hours=list(hours) if hours else None, chunk_size=args.chunk_size)
+    return "pf-hourly", config, {"case": args.case, "profile": args.profiles}, hours
 
-    def plan():
-        from gat_hpc.network.io import read_case
 
-        net = read_case(args.case)
-        return PFHourly.plan(Profile(args.profiles, net), hours, args.chunk_size)
+def sweep_chunks(args, hours):
+    """The sweep's chunk specs: reads the case and the profile."""
+    from gat_hpc.network.io import read_case
+    from gat_hpc.studies.pf_hourly import PFHourly
+    from gat_hpc.studies.profiles import Profile
 
-    chunks = on_root(ex, plan)
-    rd = create_or_open(ex, args.run_dir, "pf-hourly", config, {"case": args.case, "profile": args.profiles},
-                        chunks, command=sys.argv)
+    net = read_case(args.case)
+    return PFHourly.plan(Profile(args.profiles, net), hours, args.chunk_size)
+
+
+def plan_sweep(args):
+    """(study, config, inputs, chunks) of the hourly sweep: what `create_or_open` needs (emit-sbatch uses it)."""
+    study, config, inputs, hours = sweep_definition(args)
+    return study, config, inputs, sweep_chunks(args, hours)
+
+
+def run_sweep(args):
+    """``pf ac CASE --profiles P --run-dir RUN``: the hourly AC power-flow study."""
+    from gat_hpc.cli.runs import make_executor_from
+    from gat_hpc.runs.sweep import create_or_open, finish, on_root, run_chunks
+
+    study, config, inputs, hours = sweep_definition(args)
+    ex = make_executor_from(args)
+    chunks = on_root(ex, lambda: sweep_chunks(args, hours))
+    rd = create_or_open(ex, args.run_dir, study, config, inputs, chunks, command=sys.argv)
     run_chunks(rd, ex, quiet=args.quiet, label="pf ac hourly")
     return finish(rd, ex, quiet=args.quiet)

@@ -14,9 +14,15 @@ from gat_hpc.errors import InputError
 FMT = argparse.RawDescriptionHelpFormatter
 
 
-def add_executor_args(p):
-    p.add_argument("--executor", choices=("local", "process", "mpi"), default="local",
-                   help="where chunks run: in this process, a process pool, or MPI ranks (under mpirun)")
+def add_executor_args(p, slurm=False):
+    if slurm:
+        p.add_argument("--executor", choices=("local", "process", "mpi", "slurm"), default="local",
+                       help="where chunks run: in this process, a process pool, MPI ranks (under mpirun), or a "
+                            "Slurm array of only those chunks plus its reduce (scripts from `gat-hpc emit-sbatch`)")
+        p.add_argument("--wait", action="store_true", help="slurm: wait for the jobs to end; exit 0 once reduced")
+    else:
+        p.add_argument("--executor", choices=("local", "process", "mpi"), default="local",
+                       help="where chunks run: in this process, a process pool, or MPI ranks (under mpirun)")
     p.add_argument("--max-procs", type=int, default=None, help="process executor: number of worker processes")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary line on stderr")
 
@@ -55,7 +61,8 @@ def add_parser(sub):
                           description="Inspect and continue run directories.",
                           epilog="examples:\n  gat-hpc runs list runs/\n  gat-hpc runs describe --run-dir runs/pf2000\n"
                                  "  gat-hpc runs resume --run-dir runs/pf2000 --executor process --max-procs 2\n"
-                                 "  gat-hpc runs retry-failed --run-dir runs/pf2000 --max-attempts 3",
+                                 "  gat-hpc runs retry-failed --run-dir runs/pf2000 --max-attempts 3\n"
+                                 "  gat-hpc runs retry-failed --run-dir runs/pf2000 --executor slurm --wait",
                           formatter_class=FMT)
     rs = runs.add_subparsers(dest="runs_command", metavar="ACTION")
     rs.required = True
@@ -69,7 +76,7 @@ def add_parser(sub):
     d.set_defaults(func=cmd_describe)
     rr = rs.add_parser("resume", help="run the missing, failed or corrupt chunks, then reduce")
     rr.add_argument("--run-dir", required=True)
-    add_executor_args(rr)
+    add_executor_args(rr, slurm=True)
     rr.set_defaults(func=cmd_resume)
     rf = rs.add_parser("retry-failed", help="re-run failed chunks with exponential backoff, then reduce")
     rf.add_argument("--run-dir", required=True)
@@ -77,7 +84,7 @@ def add_parser(sub):
     rf.add_argument("--backoff", type=float, default=1.0, help="first wait in seconds, doubled each round")
     rf.add_argument("--accept-changed-inputs", action="store_true",
                     help="inputs were fixed since the run started: copy them in again and re-run only the failed chunks")
-    add_executor_args(rf)
+    add_executor_args(rf, slurm=True)
     rf.set_defaults(func=cmd_retry)
 
 
@@ -101,16 +108,31 @@ def _slurm_chunks(args, rd):
 
 
 def cmd_worker(args):
+    from gat_hpc.executors.slurm import TimeLimitNear, install_usr1_handler
     from gat_hpc.runs.execute import RAN_FAILED, execute_chunk
     from gat_hpc.runs.rundir import RunDir
 
     rd = RunDir.open(args.run_dir)
     executor = "slurm" if os.environ.get("SLURM_JOB_ID") else "local"
     failed = 0
-    for cid in _slurm_chunks(args, rd):
-        outcome = execute_chunk(rd, cid, executor, force=args.force)
-        print(f"worker: chunk {cid}: {outcome}", file=sys.stderr)
-        failed += outcome == RAN_FAILED
+    interrupted = False
+    install_usr1_handler()  # Slurm's warning before the time limit: abandon the chunk cleanly, exit non-zero
+    try:
+        for cid in _slurm_chunks(args, rd):
+            print(f"worker: chunk {cid}: running", file=sys.stderr)
+            outcome = execute_chunk(rd, cid, executor, force=args.force)
+            print(f"worker: chunk {cid}: {outcome}", file=sys.stderr)
+            failed += outcome == RAN_FAILED
+            res = rd.read_result(cid) if outcome == RAN_FAILED else None
+            if res is not None and res.error.startswith(TimeLimitNear.__name__):
+                interrupted = True
+                break
+    except TimeLimitNear:  # arrived outside a chunk's computation: nothing was half-done
+        interrupted = True
+    if interrupted:
+        print("worker: SIGUSR1 (Slurm time limit near): stopped; the chunks not done run again with "
+              f"`gat-hpc runs retry-failed --run-dir {rd.path} --executor slurm`", file=sys.stderr)
+        return 4
     if failed:
         print(f"gat-hpc: error: {failed} chunk(s) failed; see `gat-hpc runs describe --run-dir {rd.path}`", file=sys.stderr)
         return 4
@@ -170,7 +192,17 @@ def describe(rd):
         "workers": hosts, "executors": sorted({r.executor for r in ok}),
         "reduced": os.path.isfile(os.path.join(rd.path, "reduce", "summary.json")),
         "jobs": rd.manifest.get("jobs", []),
+        "slurm": _slurm_states(rd.manifest.get("jobs", [])),
     }
+
+
+def _slurm_states(jobs):
+    """Slurm's view of the run's jobs (None without jobs or without Slurm's commands)."""
+    if not jobs:
+        return None
+    from gat_hpc.executors.slurm import describe_jobs
+
+    return describe_jobs(jobs)
 
 
 def cmd_describe(args):
@@ -192,6 +224,12 @@ def cmd_describe(args):
     for f in info["failures"]:
         print(f"FAILED chunk {f['chunk']} (attempt {f['attempt']}, {f['host']}): {f['error'].strip()}")
     print("reduced: " + ("yes" if info["reduced"] else "no"))
+    for job in info["slurm"] or []:
+        sl = job["slurm"]
+        states = ", ".join(f"{k} {v}" for k, v in sorted(sl["states"].items())) or sl["source"]
+        why = f" ({', '.join(sl['reasons'])})" if sl["reasons"] else ""
+        tasks = f" tasks {job['tasks']}" if job.get("kind") == "array" else ""
+        print(f"slurm: {job.get('kind', 'job')} {job['id']}{tasks}: {states}{why}")
     return 0
 
 
@@ -241,6 +279,9 @@ def _open_for_rerun(args, executor, allow_changed=False):
 def cmd_resume(args):
     from gat_hpc.runs.sweep import finish, run_chunks
 
+    if args.executor == "slurm":
+        from gat_hpc.cli.slurm import rerun_on_slurm
+        return rerun_on_slurm(args, retry=False)
     ex = make_executor_from(args)
     rd = _open_for_rerun(args, ex)
     run_chunks(rd, ex, quiet=args.quiet, label=f"{rd.study} (resume)")
@@ -252,6 +293,9 @@ def cmd_retry(args):
 
     if args.max_attempts < 1 or args.backoff < 0:
         raise InputError("--max-attempts must be at least 1 and --backoff non-negative")
+    if args.executor == "slurm":
+        from gat_hpc.cli.slurm import rerun_on_slurm
+        return rerun_on_slurm(args, retry=True)
     ex = make_executor_from(args)
     rd = _open_for_rerun(args, ex, allow_changed=args.accept_changed_inputs)
     wait = args.backoff
