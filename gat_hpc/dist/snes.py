@@ -100,6 +100,7 @@ def solve_ac_dist(net, comm, tol=1e-8, max_iter=30, init="case", q_limits=False,
     """
     mpi = comm.tompi4py()
     clock = Clock()
+    agree(mpi, check_linear_solver_options, comm.getSize())
     with clock("setup"):
         types = agree(mpi, bus_types, net)
     with clock("partition"):
@@ -277,16 +278,30 @@ def _linear_failure(exc, pc_ctx):
                             "(run with -snes_view -ksp_error_if_not_converged for details)")
 
 
+def check_linear_solver_options(n_ranks):
+    """Refuse a -pc_factor_mat_solver_type that this PETSc lacks or that cannot run on ``n_ranks``
+    ranks, before any PETSc object is made with it."""
+    from gat_hpc.dist.petsc import check_factor_package, factor_solver_type
+    from petsc4py import PETSc
+
+    opts = PETSc.Options()
+    if opts.hasName("pc_type"):
+        check_factor_package(PETSc, factor_solver_type(PETSc) or _default_package(n_ranks), n_ranks)
+
+
+def _default_package(n_ranks):
+    return "mumps" if n_ranks > 1 else "klu"
+
+
 def _configure_petsc_pc(pc, opts, n_ranks):
     """PETSc's own PC chosen with -pc_type: default factor package and MUMPS's options."""
-    from gat_hpc.dist.petsc import check_factor_package, factor_solver_type
+    from gat_hpc.dist.petsc import factor_solver_type
     from petsc4py import PETSc
 
     kind = pc.getType()
     if kind not in ("lu", "cholesky"):
         return kind
-    package = factor_solver_type(PETSc) or ("mumps" if n_ranks > 1 else "klu")
-    check_factor_package(PETSc, package, n_ranks)
+    package = factor_solver_type(PETSc) or _default_package(n_ranks)
     pc.setFactorSolverType(package)
     if package == "mumps":
         for key, value in MUMPS_DEFAULTS.items():

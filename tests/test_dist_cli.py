@@ -1,0 +1,151 @@
+"""`mpirun -n N gat-hpc pf ac CASE --solver petsc`: outputs, PETSc options, checkpoints, failures.
+
+Every failure must end every rank with a non-zero status and one message from rank 0; the
+tests run each rank through a shell that records its own exit status, so mpirun's own
+status (the first failing rank) is not all they see.
+"""
+
+import json
+import os
+import sys
+
+import h5py
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import case_path
+from tests.test_dist_pf import mpirun
+
+GAT = os.path.join(os.path.dirname(sys.executable), "gat-hpc")
+
+
+def per_rank(n, tmp_path, *args):
+    """Run `gat-hpc ARGS` on n ranks; returns (completed process, exit status of each rank)."""
+    codes = tmp_path / "codes"
+    codes.mkdir(exist_ok=True)
+    quoted = " ".join("'" + str(a).replace("'", "'\\''") + "'" for a in (GAT, *args))
+    script = f'{quoted}; echo $? > "{codes}/rank.$OMPI_COMM_WORLD_RANK"'
+    r = mpirun(n, "sh", "-c", script)
+    status = [int((codes / f"rank.{k}").read_text()) for k in range(n)]
+    return r, status
+
+
+def tables(folder):
+    return {name: pq.read_table(folder / f"{name}.parquet") for name in ("buses", "flows", "generators")}
+
+
+def test_outputs_equal_serial_pf_ac(tmp_path):
+    dist, serial = tmp_path / "dist", tmp_path / "serial"
+    r = mpirun(2, GAT, "pf", "ac", case_path("case118"), "--q-limits", "--solver", "petsc", "--out", dist)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("converged in") == 1  # rank 0 alone reports
+    r = mpirun(1, GAT, "pf", "ac", case_path("case118"), "--q-limits", "--out", serial, "--quiet")
+    assert r.returncode == 0, r.stderr
+    a, b = tables(dist), tables(serial)
+    for name in a:
+        assert a[name].schema == b[name].schema
+        for col in a[name].column_names:
+            x, y = a[name][col].to_numpy(zero_copy_only=False), b[name][col].to_numpy(zero_copy_only=False)
+            if x.dtype.kind == "f":
+                assert np.allclose(x, y, rtol=0, atol=1e-6, equal_nan=True), (name, col)
+            else:
+                assert np.array_equal(x, y), (name, col)
+    s, t = json.loads((dist / "summary.json").read_text()), json.loads((serial / "summary.json").read_text())
+    assert set(t) <= set(s)
+    assert s["iterations"] == t["iterations"] and s["q_limit_rounds"] == t["q_limit_rounds"]
+    assert s["ranks"] == 2 and s["solver"] == "petsc" and s["linear_solver"] == "schur-klu"
+    for phase in ("read", "partition", "assemble", "factor", "solve"):
+        assert s["timings_s"][phase] >= 0
+
+
+def test_petsc_options_reach_petsc(tmp_path):
+    r = mpirun(2, GAT, "pf", "ac", case_path("case118"), "--solver", "petsc", "--out", tmp_path / "o",
+               "-snes_monitor", "-pc_type", "lu", "-ksp_type", "preonly")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("SNES Function norm") == 4  # iterations 0..3, printed once (rank 0)
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["linear_solver"] == "lu/mumps" and s["iterations"] == 3
+    assert s["petsc_options"] == ["-snes_monitor", "-pc_type", "lu", "-ksp_type", "preonly"]
+
+
+def test_checkpoint_then_restart_on_other_rank_count(tmp_path):
+    case = case_path("case2869pegase")
+    ckpt = tmp_path / "state.h5"
+    r, status = per_rank(2, tmp_path, "pf", "ac", case, "--q-limits", "--solver", "petsc", "--out", tmp_path / "a",
+                         "--max-iter", "3", "--checkpoint", ckpt, "--checkpoint-every", "2")
+    assert status == [3, 3], r.stderr
+    assert "did not converge in 3 iterations" in r.stderr
+    with h5py.File(ckpt, "r") as fh:
+        assert fh.attrs["iteration"] == 2 and fh.attrs["ranks"] == 2
+    r = mpirun(3, GAT, "pf", "ac", case, "--q-limits", "--solver", "petsc", "--out", tmp_path / "b",
+               "--restart", ckpt)
+    assert r.returncode == 0, r.stderr
+    r = mpirun(1, GAT, "pf", "ac", case, "--q-limits", "--out", tmp_path / "c", "--quiet")
+    assert r.returncode == 0, r.stderr
+    s, t = json.loads((tmp_path / "b" / "summary.json").read_text()), json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert s["iterations"] == t["iterations"] and s["restart"] == str(ckpt)
+    vb, vc = tables(tmp_path / "b")["buses"], tables(tmp_path / "c")["buses"]
+    assert np.max(np.abs(vb["vm_pu"].to_numpy() - vc["vm_pu"].to_numpy())) < 1e-8
+    assert np.max(np.abs(np.deg2rad(vb["va_deg"].to_numpy() - vc["va_deg"].to_numpy()))) < 1e-8
+
+
+def _checkpoint(tmp_path, case="case118"):
+    ckpt = tmp_path / f"{case}.h5"
+    r = mpirun(2, GAT, "pf", "ac", case_path(case), "--solver", "petsc", "--out", tmp_path / "o",
+               "--checkpoint", ckpt, "--checkpoint-every", "1", "--quiet")
+    assert r.returncode == 0, r.stderr
+    return ckpt
+
+
+def test_corrupt_checkpoints_are_refused(tmp_path):
+    ckpt = _checkpoint(tmp_path)
+    args = ("pf", "ac", case_path("case118"), "--solver", "petsc", "--out", tmp_path / "r", "--restart")
+    damaged = tmp_path / "damaged.h5"
+    with h5py.File(ckpt, "r") as src, h5py.File(damaged, "w") as dst:
+        for key, val in src.attrs.items():
+            dst.attrs[key] = val
+        for name in src:
+            dst[name] = src[name][...]
+        dst["vm_pu"][5] += 1e-3
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(ckpt.read_bytes()[:2000])
+    other = _checkpoint(tmp_path, "case14")
+    for path, words in ((damaged, "is damaged"), (truncated, "not a readable HDF5 file"),
+                        (other, "written for another network"), (tmp_path / "missing.h5", "does not exist")):
+        r, status = per_rank(2, tmp_path, *args, path)
+        assert status == [2, 2], (path, r.stderr)
+        assert r.stderr.count("gat-hpc: error:") == 1 and words in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_nonconvergence_reported_once_every_rank_fails(tmp_path):
+    r, status = per_rank(3, tmp_path, "pf", "ac", case_path("case_ACTIVSg10k"), "--solver", "petsc",
+                         "--out", tmp_path / "o", "--max-iter", "2", "--init", "flat")
+    assert status == [3, 3, 3], r.stderr
+    assert r.stderr.count("gat-hpc: error:") == 1
+    assert "did not converge in 2 iterations: max mismatch" in r.stderr and "MW/MVAr" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("package, words", [("mkl_pardiso", "built without mkl_pardiso"),
+                                            ("superlu_dist", "aborts in MPI_Finalize"),
+                                            ("klu", "factors on one rank only")])
+def test_unusable_factor_package_named(tmp_path, package, words):
+    from petsc4py import PETSc
+
+    if package == "superlu_dist" and not PETSc.Sys.hasExternalPackage("superlu_dist"):
+        pytest.skip("this PETSc has no superlu_dist")
+    r, status = per_rank(2, tmp_path, "pf", "ac", case_path("case118"), "--solver", "petsc", "--out", tmp_path / "o",
+                         "-pc_type", "lu", "-pc_factor_mat_solver_type", package)
+    assert status == [2, 2], r.stderr
+    assert r.stderr.count("gat-hpc: error:") == 1 and words in r.stderr, r.stderr
+
+
+def test_bad_input_every_rank_exits_2(tmp_path):
+    r, status = per_rank(2, tmp_path, "pf", "ac", tmp_path / "nope.m", "--solver", "petsc", "--out", tmp_path / "o")
+    assert status == [2, 2] and r.stderr.count("gat-hpc: error:") == 1 and "nope.m" in r.stderr, r.stderr
+    r, status = per_rank(2, tmp_path, "pf", "ac", case_path("case118"), "--solver", "petsc", "--out", tmp_path / "o",
+                         "-mat_partitioning_type", "metis_like")
+    assert status == [2, 2] and "-mat_partitioning_type metis_like" in r.stderr, r.stderr
