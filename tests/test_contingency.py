@@ -277,3 +277,24 @@ def test_bad_contingency_input(tmp_path):
     r = subprocess.run([GAT, "nminus1", "dc", case_path("case30"), "--profiles", _profile(tmp_path / "q.parquet"),
                         "--hours", "50:60", "--run-dir", tmp_path / "r4"], capture_output=True, text=True, env=ENV)
     assert r.returncode == 2 and "no profile hours" in r.stderr
+
+
+def test_proportional_dispatch_meets_demand_or_says_why():
+    from gat_hpc.studies.dispatch import hourly_dispatch, pmin_relaxed
+
+    net = read_matpower(case_path("case_ACTIVSg2000"))
+    on = net.gen_status
+    lo = np.where(on, np.minimum(np.minimum(net.pmin, net.pmax), net.pg), 0).sum()
+    hi = np.where(on, np.maximum(net.pmax, net.pg), 0).sum()
+    demand = np.array([0.5 * lo, 1.2 * lo, 0.9 * hi, 1.1 * hi])
+    pg, unmet = hourly_dispatch(net, "proportional", demand)
+    assert np.allclose(pg.sum(axis=0)[:3], demand[:3], rtol=0, atol=1e-9)
+    assert np.allclose(unmet[:3], 0, atol=1e-9)
+    assert abs(unmet[3] - (demand[3] - hi)) < 1e-9  # short of Pmax: said, not hidden
+    assert pmin_relaxed(net.pg, net.pmin, net.pmax, on, demand).tolist() == [True, False, False, False]
+    # within bounds (Pmin relaxed to 0 only in the light hour), proportional where nothing binds
+    lo_g = np.where(on, np.minimum(np.minimum(net.pmin, net.pmax), net.pg), 0)
+    assert np.all(pg[:, 1:] >= lo_g[:, None] - 1e-12) and np.all(pg[:, 0] >= -1e-12)
+    free = on & (pg[:, 1] > lo_g + 1e-9) & (pg[:, 1] < net.pmax - 1e-9) & (net.pg > 0)
+    ratio = pg[free, 1] / net.pg[free]
+    assert np.ptp(ratio) < 1e-9

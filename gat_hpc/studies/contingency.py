@@ -36,7 +36,7 @@ from gat_hpc.pf import outages as O
 from gat_hpc.pf.dc import factor_reduced, make_bdc
 from gat_hpc.pf.sensitivity import find_bridges, lodf_columns, ptdf_columns
 from gat_hpc.pf.topology import bus_types
-from gat_hpc.studies.dispatch import hourly_dispatch
+from gat_hpc.studies.dispatch import hourly_dispatch, pmin_relaxed
 
 RATINGS = {"rateA": "rate_a_mva", "rateB": "rate_b_mva", "rateC": "rate_c_mva"}
 KINDS = ("branch", "gen", "pair", "multi")
@@ -201,7 +201,8 @@ class Contingency:
     # ---------------------------------------------------------- hourly injections
     @staticmethod
     def _hour_state(ctx, ks):
-        """Loads (n x H complex p.u.), dispatch (G x H p.u.) and the unmet balance (H,) for profile hours ks."""
+        """Loads (n x H complex p.u.), dispatch (G x H p.u.) and (unmet demand (H,), Pmin relaxed (H,)) for
+        profile hours ks."""
         net, prof, cfg = ctx["net"], ctx["profile"], ctx["config"]
         if prof is None:
             load = np.repeat(net.bus_load()[:, None], len(ks), axis=1)
@@ -217,7 +218,9 @@ class Contingency:
         shunt_g = net.bus_shunt().real
         demand = load.real.sum(axis=0) + shunt_g.sum()
         pg, unmet = hourly_dispatch(net, cfg["dispatch"], demand)
-        return hours, load, pg, unmet
+        relaxed = pmin_relaxed(net.pg, net.pmin, net.pmax, net.gen_status, demand) \
+            if cfg["dispatch"] == "proportional" else np.zeros(len(ks), dtype=bool)
+        return hours, load, pg, (unmet, relaxed)
 
     @staticmethod
     def _injections(ctx, load, pg):
@@ -555,7 +558,8 @@ class Contingency:
             "ac_converged": opt(ac_ok, ac_v, pa.bool_()),
             "ac_max_loading_pct": opt(ac["max_loading_pct"].ravel(), ac_ok),
             "ac_violation_count": opt(ac["n_violations"].ravel(), ac_ok, pa.int32()),
-            "unserved_by_dispatch_mw": pa.array(np.repeat(unmet * net.base_mva, K), pa.float64()),
+            "unserved_by_dispatch_mw": pa.array(np.repeat(unmet[0] * net.base_mva, K), pa.float64()),
+            "dispatch_pmin_relaxed": pa.array(np.repeat(unmet[1], K), pa.bool_()),
             "balancing": pa.array(np.where(np.tile(kinds, H) == "gen", cfg["balancing"], ""), pa.string()),
         })
         parts = []
@@ -596,19 +600,26 @@ class Contingency:
             return {}
         top_n = int(rd.config.get("top", 100))
         out = os.path.join(outdir, "top_violations.parquet")
-        v = pq.read_table(paths["violations"])
         c = pq.read_table(paths["contingencies"], columns=["hour", "contingency_index", "ac_verified"],
                           filters=[("ac_verified", "=", True)])
-        if c.num_rows:
-            # keep AC rows of verified (hour, contingency) pairs and DC rows of the others
-            key = pc.add(pc.multiply(v["hour"], 1 << 32), v["contingency_index"])
-            vkey = pc.add(pc.multiply(c["hour"], 1 << 32), c["contingency_index"])
-            verified = pc.is_in(key, value_set=vkey)
-            v = v.filter(pc.equal(verified, pc.equal(v["source"], "ac")))
-        else:
-            v = v.filter(pc.equal(v["source"], "dc"))
-        v = v.sort_by([("loading_pct", "descending"), ("hour", "ascending"), ("contingency_index", "ascending"),
-                       ("monitored_branch_id", "ascending")]).slice(0, top_n)
+        vkey = pc.add(pc.multiply(c["hour"], 1 << 32), c["contingency_index"]) if c.num_rows else None
+        order = [("loading_pct", "descending"), ("hour", "ascending"), ("contingency_index", "ascending"),
+                 ("monitored_branch_id", "ascending")]
+        best = []
+        # stream the violations, keeping the running top N: tens of millions of rows never sit in memory
+        for batch in pq.ParquetFile(paths["violations"]).iter_batches(batch_size=1 << 20):
+            b = pa.Table.from_batches([batch])
+            if vkey is not None:
+                # AC rows of verified (hour, contingency) pairs, DC rows of the others
+                key = pc.add(pc.multiply(b["hour"], 1 << 32), b["contingency_index"])
+                b = b.filter(pc.equal(pc.is_in(key, value_set=vkey), pc.equal(b["source"], "ac")))
+            else:
+                b = b.filter(pc.equal(b["source"], "dc"))
+            best.append(b.sort_by(order).slice(0, top_n))
+            if len(best) > 8:
+                best = [pa.concat_tables(best).sort_by(order).slice(0, top_n)]
+        v = pa.concat_tables(best).sort_by(order).slice(0, top_n) if best else \
+            pq.read_schema(paths["violations"]).empty_table()
         tv = pa.table({"hour": v["hour"], "contingency_label": v["contingency_label"],
                        "contingency_index": v["contingency_index"], "monitored_branch_id": v["monitored_branch_id"],
                        "flow_mw": v["flow_mw"], "limit_mw": v["limit_mw"], "loading_pct": v["loading_pct"],

@@ -3,9 +3,11 @@
 ``proportional``: every in-service generator's output is scaled in proportion to its case
 dispatch so that total generation meets total demand (load + shunt conductance losses in DC);
 a generator that would leave [min(Pmin, case Pg), max(Pmax, case Pg)] is held at the bound and the remainder is shared by
-the others (repeated until nothing moves). When demand exceeds the total Pmax (or is below
-the total Pmin) the generators sit at their bounds and the difference is left to the slack,
-and the caller is told how much (``slack_mw``), so it is never silently absorbed.
+the others (repeated until nothing moves). When demand is below what the units can go down
+to (light hours: the sum of their Pmin), Pmin is relaxed to 0 for that hour — units below
+Pmin are in effect decommitted — so generation still meets demand; ``pmin_relaxed`` tells
+which hours. When demand exceeds the total Pmax the generators sit at Pmax and the shortfall
+is returned (``unmet``), so it is never silently absorbed by the slack.
 ``slack``: the case dispatch is kept and the slack takes the whole difference.
 """
 
@@ -14,6 +16,12 @@ from __future__ import annotations
 import numpy as np
 
 DISPATCH_CHOICES = ("proportional", "slack")
+
+
+def pmin_relaxed(pg0, pmin, pmax, on, demand):
+    """Hours (bool per demand value) whose demand is below the fleet's lower bounds."""
+    lo = np.where(on, np.minimum(np.minimum(pmin, pmax), pg0), 0.0).sum()
+    return np.atleast_1d(np.asarray(demand, dtype=float)) < lo - 1e-9
 
 
 def proportional_dispatch(pg0, pmin, pmax, on, demand, max_rounds=50):
@@ -27,6 +35,7 @@ def proportional_dispatch(pg0, pmin, pmax, on, demand, max_rounds=50):
     # the case's own dispatch always counts as feasible: a unit the case runs below Pmin (or
     # not at all) is not pushed up to Pmin, nor one above Pmax pulled down
     lo = np.where(on, np.minimum(np.minimum(pmin, pmax), pg0), 0.0)[:, None] * np.ones(h)
+    lo[:, pmin_relaxed(pg0, pmin, pmax, on, demand)] = 0.0
     hi = np.where(on, np.maximum(pmax, pg0), 0.0)[:, None] * np.ones(h)
     share = np.where(on, np.maximum(pg0, 0.0), 0.0)
     if share.sum() <= 0:  # no dispatch to scale by: share by capacity instead
