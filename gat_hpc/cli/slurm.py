@@ -27,7 +27,7 @@ EXAMPLES = """examples:
       --partition batch --time 00:30:00 --mem 4G --array-throttle 50 --modules "openmpi gat-hpc"
   bash runs/year/submit.sh                        # array + reduce (afterok); ids go to run.json
   gat-hpc emit-sbatch pf ac case2000.m --profiles year.parquet --run-dir runs/year --submit
-  gat-hpc emit-sbatch pf ac case70k.m --solver petsc --ntasks 64 --run-dir runs/big --launcher srun
+  gat-hpc emit-sbatch pf ac case70k.m --solver petsc --ntasks 64 --run-dir runs/big -pc_type lu
   gat-hpc runs describe --run-dir runs/year       # chunk states and the jobs' Slurm states
   gat-hpc runs retry-failed --run-dir runs/year --executor slurm
 
@@ -82,9 +82,10 @@ def _pf_arguments(p):
     m = p.add_argument_group("one distributed power flow: an MPI job of --ntasks ranks")
     m.add_argument("--solver", choices=("newton", "petsc"), default="newton",
                    help="petsc: the distributed AC power flow (PETSc SNES on MPI ranks) instead of a sweep")
-    m.add_argument("--out", help="output folder of the distributed power flow (default RUN/pf)")
-    m.add_argument("--petsc-options", default="", metavar="\"-OPT VALUE ...\"",
-                   help="PETSc options for the distributed solve, e.g. \"-ksp_type preonly -pc_type lu\"")
+    m.add_argument("--out", help="output folder of the distributed power flow (default RUN/pf); PETSc options "
+                                 "(-snes_monitor, -pc_type lu ...) after the case pass through to the job, as with `pf`")
+    from gat_hpc.dist.petsc import accept_petsc_options
+    accept_petsc_options(p)
 
 
 def _pf_plan(args):
@@ -92,18 +93,15 @@ def _pf_plan(args):
 
     if args.model != "ac":
         raise InputError("emit-sbatch pf: only `pf ac` runs on Slurm (an hourly AC sweep, or --solver petsc)")
+    petsc = list(args.petsc_options)
+    if petsc and args.solver != "petsc":
+        raise InputError(f"PETSc options ({' '.join(petsc)}) apply to the distributed solver only (--solver petsc)")
     if args.solver == "petsc":
         if args.profiles:
             raise InputError("emit-sbatch pf ac --solver petsc solves one power flow; drop --profiles "
                              "(an hourly sweep runs as an array with the serial solver)")
         if not os.path.exists(args.case):
             raise InputError(f"{args.case}: no such file")
-        try:
-            petsc = shlex.split(args.petsc_options)
-        except ValueError as exc:
-            raise InputError(f"--petsc-options: cannot split {args.petsc_options!r} ({exc})") from None
-        if petsc and not petsc[0].startswith("-"):
-            raise InputError(f"--petsc-options: expected PETSc options such as -ksp_type gmres, got {petsc[0]!r}")
         out = os.path.abspath(args.out or os.path.join(args.run_dir, "pf"))
         argv = ["gat-hpc", "pf", "ac", os.path.abspath(args.case), "--solver", "petsc", "--out", out,
                 "--tol", repr(args.tol), "--max-iter", str(args.max_iter), "--init", args.init]

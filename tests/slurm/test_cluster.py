@@ -1,5 +1,6 @@
 """Real jobs on the local Slurm cluster: arrays with a throttle, afterok reduce, failures and
-retries, scancel, requeue, USR1 before the time limit, MPI jobs under srun and mpirun.
+retries, scancel, requeue, USR1 before the time limit, MPI jobs under srun and mpirun (a sweep
+with the MPI executor, and the distributed power flow).
 
 The time-limit test submits its job first and checks it last, so its wait (Slurm checks time
 limits about every 30 s) overlaps the other tests.
@@ -10,6 +11,7 @@ import os
 import subprocess
 import time
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -135,7 +137,9 @@ def test_scancel_requeue_and_usr1_of_running_tasks(cluster, tmp_path):
     subprocess.run(["scancel", "--signal=USR1", "--batch", f"{aid}_3"], check=True)
     until(lambda: array_done(aid) and never_runs(rid), 90, "the array to end and the reduce to be stuck")
     states = task_states(aid)
-    assert states == {0: "COMPLETED", 1: "CANCELLED", 2: "COMPLETED", 3: "FAILED", 4: "COMPLETED", 5: "COMPLETED"}
+    logs = {t: (log / f"{aid}_{t}.out").read_text() for t in range(6) if (log / f"{aid}_{t}.out").exists()}
+    assert states == {0: "COMPLETED", 1: "CANCELLED", 2: "COMPLETED", 3: "FAILED", 4: "COMPLETED", 5: "COMPLETED"}, \
+        (states, logs)
     assert not (run / "results" / "1.json").exists()  # killed mid-chunk: nothing recorded, nothing half-written
     res3 = json.loads((run / "results" / "3.json").read_text())
     assert res3["status"] == "failed" and res3["error"].startswith("TimeLimitNear: SIGUSR1")
@@ -170,6 +174,27 @@ def test_mpi_job_of_two_ranks_equals_local(cluster, tmp_path, launcher):
     assert_same_tables(reduced(run, PF_TABLES), ref)
     ranks = {json.loads((run / "results" / f"{c}.json").read_text())["rank"] for c in range(8)}
     assert ranks == {0, 1}, ranks  # both ranks took chunks
+
+
+@pytest.mark.parametrize("launcher", ["srun", "mpirun"])
+def test_distributed_power_flow_on_two_ranks_equals_serial(cluster, tmp_path, launcher):
+    serial = tmp_path / "serial"
+    r = gat("pf", "ac", CASE118, "--out", serial, "--quiet")
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "run"
+    r = gat("emit-sbatch", "pf", "ac", CASE118, "-snes_monitor", "--solver", "petsc", "--run-dir", run,
+            "--ntasks", 2, "--launcher", launcher, "--venv", VENV, "--submit")
+    assert r.returncode == 0, r.stderr
+    jid = submitted_ids(r.stdout)["mpi"]
+    until(lambda: not in_queue(jid), 120, "the MPI job to end")
+    log = (run / "logs" / f"mpi_{jid}.out").read_text()
+    assert tasks(jid)[0]["JobState"] == "COMPLETED", log
+    assert "SNES Function norm" in log and "(petsc, 2 ranks)" in log
+    assert json.loads((run / "jobs.json").read_text())[0]["id"] == jid
+    for table, cols in (("buses", ("vm_pu", "va_deg")), ("flows", ("p_from_mw", "q_from_mvar"))):
+        a, b = pq.read_table(run / "pf" / f"{table}.parquet"), pq.read_table(serial / f"{table}.parquet")
+        for c in cols:
+            assert np.allclose(a[c].to_numpy(), b[c].to_numpy(), rtol=0, atol=1e-7), (table, c)
 
 
 def test_hostile_names_reach_slurm_intact(cluster, tmp_path):

@@ -72,9 +72,8 @@ def test_array_reduce_submit_match_golden_files(tmp_path):
 
 def test_mpi_job_matches_golden_files(tmp_path):
     run = tmp_path / "pf70k"
-    opts = "-ksp_type preonly -pc_type lu -pc_factor_mat_solver_type mumps -snes_monitor"
-    base = ["emit-sbatch", "pf", "ac", CASE9, "--solver", "petsc", "--run-dir", run, "--ntasks", 4,
-            "--petsc-options", opts, *SITE]
+    opts = ["-ksp_type", "preonly", "-pc_type", "lu", "-pc_factor_mat_solver_type", "mumps", "-snes_monitor"]
+    base = ["emit-sbatch", "pf", "ac", CASE9, *opts, "--solver", "petsc", "--run-dir", run, "--ntasks", 4, *SITE]
     r = gat(*base, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert not (run / "run.json").exists() and (run / "logs").is_dir()

@@ -57,3 +57,18 @@ def test_array_script_forwards_usr1_to_the_worker(tmp_path):
     p.stderr.read()
     assert p.wait(timeout=30) == 4  # the worker's own exit status, not the shell's 138
     assert_abandoned_cleanly(run, 2)
+
+
+def test_array_script_takes_its_worker_along_on_term(tmp_path):
+    """scancel/requeue send TERM: the worker must not outlive the batch shell (and keep its chunk lock)."""
+    run = slow_run(tmp_path, items=2)
+    p = subprocess.Popen(["bash", run / "array.sbatch"], env=dict(ENV, SLURM_ARRAY_TASK_ID="0"), text=True,
+                         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd=run)
+    wait_for_line(p.stderr, "chunk 0: running")
+    kids = [int(k) for k in subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()]
+    assert len(kids) == 1
+    os.kill(p.pid, signal.SIGTERM)  # the batch shell alone, as if Slurm's signal reached only it
+    p.stderr.read()
+    assert p.wait(timeout=30) == 128 + signal.SIGTERM
+    assert not os.path.exists(f"/proc/{kids[0]}") or "State:\tZ" in open(f"/proc/{kids[0]}/status").read()
+    assert not (run / "results" / "0.json").exists()  # killed mid-chunk: missing, nothing half-written
