@@ -20,6 +20,12 @@ def get_study(name):
     if name == "contingency":
         from gat_hpc.studies.contingency import Contingency
         return Contingency()
+    if name == "adequacy":
+        from gat_hpc.studies.adequacy import Adequacy
+        return Adequacy()
+    if name == "opf-dc":
+        from gat_hpc.studies.opf import RollingOPF
+        return RollingOPF()
     if name == "trivial":
         from gat_hpc.studies.trivial import Trivial
         return Trivial()
