@@ -103,6 +103,21 @@ def test_unknowns_contiguous_and_jacobian_rows_equal_serial(setup):
         eq.destroy()
 
 
+def test_jacobian_values_reach_the_petsc_matrix(setup):
+    eq = _equations(setup)
+    try:
+        assert eq.values.blocks is not None  # the direct path is active (Linux, a shared libpetsc)
+        v, i = eq._voltages(eq.x)
+        state = eq.J.stateGet()
+        eq.jacobian(None, eq.x, eq.J, eq.J)
+        assert eq.J.stateGet() > state  # a new state: the PC refactors
+        indptr, indices, data = eq.J.getValuesCSR()
+        assert np.array_equal(indptr, eq.indptr) and np.array_equal(indices, eq.indices)
+        assert np.array_equal(data, eq.data) and np.any(data != 0)
+    finally:
+        eq.destroy()
+
+
 def test_schur_complement_solve_equals_spsolve(setup):
     from gat_hpc.dist.schur import SchurKLU
 
