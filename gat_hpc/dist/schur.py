@@ -47,9 +47,14 @@ from gat_hpc.errors import ConvergenceError
 from gat_hpc.pf import klu as _klu
 
 
-class _NumericHead(ctypes.Structure):
-    # the first fields of klu_numeric (KLU 1.x and 2.x): enough to size klu_extract's output
-    _fields_ = [("n", ctypes.c_int), ("nblocks", ctypes.c_int), ("lnz", ctypes.c_int), ("unz", ctypes.c_int)]
+class _Numeric(ctypes.Structure):
+    # klu_numeric of KLU 1.x and 2.x (int version), up to the fields read here
+    _ip = ctypes.POINTER(ctypes.c_int)
+    _fields_ = [("n", ctypes.c_int), ("nblocks", ctypes.c_int), ("lnz", ctypes.c_int), ("unz", ctypes.c_int),
+                ("max_lnz_block", ctypes.c_int), ("max_unz_block", ctypes.c_int),
+                ("Pnum", _ip), ("Pinv", _ip), ("Lip", _ip), ("Uip", _ip), ("Llen", _ip), ("Ulen", _ip),
+                ("LUbx", ctypes.POINTER(ctypes.c_void_p)), ("LUsize", ctypes.POINTER(ctypes.c_size_t)),
+                ("Udiag", ctypes.POINTER(ctypes.c_double)), ("Rs", ctypes.POINTER(ctypes.c_double))]
 
 
 _AMD = None
@@ -112,6 +117,8 @@ class OrderedKLU:
         self._sym = ctypes.c_void_p(sym)
         self._num = ctypes.c_void_p()
         self.row_perm = None
+        self._fast = None  # reading S in place from KLU's factors: untried / checked good / not usable
+        self._cols = None
 
     def factor(self, data):
         """Factor (or refactor) with values ``data`` (CSC order); raises ConvergenceError if singular."""
@@ -150,11 +157,71 @@ class OrderedKLU:
         return bool(np.all(p[n - g:] >= n - g))
 
     def schur(self):
-        """The g x g Schur complement of the interface block, dense."""
-        n, g = self.n, self.g
-        if g == 0:
+        """The g x g Schur complement of the interface block, dense.
+
+        Read from KLU's factors: L_ΓΓ U_ΓΓ = P_Γ R_Γ^-1 S. The trailing columns are read in
+        place from KLU's numeric object (its column pointers stay put across refactorisations);
+        the first time, that reading is checked against ``klu_extract``, which copies all of L
+        and U and is used instead if the two ever disagree.
+        """
+        if self.g == 0:
             return np.zeros((0, 0))
-        head = ctypes.cast(self._num, ctypes.POINTER(_NumericHead)).contents
+        if self._fast is None:
+            ref = self._schur_by_extract()
+            try:
+                self._fast = bool(np.allclose(self._schur_in_place(), ref, rtol=1e-12, atol=1e-12 * np.max(np.abs(ref))))
+            except (ValueError, IndexError):
+                self._fast = False
+            return ref
+        return self._schur_in_place() if self._fast else self._schur_by_extract()
+
+    def _columns(self):
+        """Positions of the trailing g columns' L and U entries in KLU's LU block (as int32 and
+        float64 views of it), computed once per numeric object."""
+        num = ctypes.cast(self._num, ctypes.POINTER(_Numeric)).contents
+        if num.nblocks != 1 or num.n != self.n:
+            raise ValueError("KLU numeric object with BTF blocks")
+        n, k = self.n, self.n - self.g
+        lip, llen = (np.ctypeslib.as_array(p, shape=(n,)).astype(np.int64) for p in (num.Lip, num.Llen))
+        uip, ulen = (np.ctypeslib.as_array(p, shape=(n,)).astype(np.int64) for p in (num.Uip, num.Ulen))
+        units = int(num.LUsize[0])
+        lu = (ctypes.c_double * units).from_address(num.LUbx[0])
+        as_f = np.frombuffer(lu, dtype=np.float64)
+        as_i = np.frombuffer(lu, dtype=np.int32)
+
+        def entries(ip, ln):  # (index positions in as_i, value positions in as_f, column) of columns k..n-1
+            cols = np.repeat(np.arange(k, n), ln[k:])
+            within = np.arange(len(cols)) - np.repeat(np.cumsum(ln[k:]) - ln[k:], ln[k:])
+            start = ip[k:][cols - k]
+            return 2 * start + within, start + (ln[k:][cols - k] + 1) // 2 + within, cols - k
+
+        self._cols = dict(as_f=as_f, as_i=as_i, L=entries(lip, llen), U=entries(uip, ulen),
+                          udiag=np.ctypeslib.as_array(num.Udiag, shape=(n,)), pnum=np.ctypeslib.as_array(num.Pnum, shape=(n,)),
+                          rs=np.ctypeslib.as_array(num.Rs, shape=(n,)) if num.Rs else None, numeric=self._num.value)
+
+    def _schur_in_place(self):
+        if getattr(self, "_cols", None) is None or self._cols["numeric"] != self._num.value:
+            self._columns()
+        c = self._cols
+        n, g, k = self.n, self.g, self.n - self.g
+        lower = np.eye(g)
+        pi, pf, col = c["L"]
+        lower[c["as_i"][pi] - k, col] = c["as_f"][pf]
+        upper = np.zeros((g, g))
+        pi, pf, col = c["U"]
+        rows = c["as_i"][pi]
+        mine = rows >= k
+        upper[rows[mine] - k, col[mine]] = c["as_f"][pf[mine]]
+        upper[np.arange(g), np.arange(g)] = c["udiag"][k:]
+        prows = c["pnum"][k:].astype(np.int64)
+        scale = c["rs"][prows] if c["rs"] is not None else np.ones(g)
+        s = np.empty((g, g))
+        s[prows - k] = (lower @ upper) * scale[:, None]  # undo KLU's row pivoting and row scaling
+        return s
+
+    def _schur_by_extract(self):
+        n, g = self.n, self.g
+        head = ctypes.cast(self._num, ctypes.POINTER(_Numeric)).contents
         lnz, unz = head.lnz, head.unz
         lp, up = np.empty(n + 1, np.int32), np.empty(n + 1, np.int32)
         li, ui = np.empty(lnz, np.int32), np.empty(unz, np.int32)
@@ -165,8 +232,8 @@ class OrderedKLU:
                              None, None, dp(rs), None, ctypes.byref(self.common))
         k = n - g
         lower = sp.csc_matrix((lx[lp[k]:], li[lp[k]:] - k, lp[k:] - lp[k]), shape=(g, g))
-        upper = sp.csc_matrix((ux, ui, up), shape=(n, n))[k:, k:]
-        lu = (lower @ upper).toarray()
+        tail = sp.csc_matrix((ux[up[k]:], ui[up[k]:], up[k:] - up[k]), shape=(n, g))
+        lu = (lower @ tail[k:]).toarray()
         rows = self.row_perm[k:]
         s = np.empty((g, g))
         s[rows - k] = lu * rs[rows][:, None]  # undo KLU's row pivoting and row scaling
