@@ -650,7 +650,7 @@ class Adequacy:
     def run_chunk(self, ctx, spec):
         cfg = ctx["config"]
         t0, t1 = spec.ranges["hours"]
-        t_start = time.perf_counter()
+        t_start, cpu_start = time.perf_counter(), time.process_time()
         if cfg["method"] == "analytic":
             return self._analytic_chunk(ctx, t0, t1, t_start)
         s0, s1 = spec.ranges["samples"]
@@ -721,7 +721,7 @@ class Adequacy:
                        "unserved_kwh": pa.array(hour_kwh, pa.float64())})
         secs = time.perf_counter() - t_start
         metrics = {"samples": n_s, "hours": n_h, "sample_hours": n_s * n_h, "unit_hours": n_s * n_h * fleet.n_units,
-                   "seconds": secs, "lp_solves": int(lp_solves.sum()),
+                   "seconds": secs, "cpu_s": time.process_time() - cpu_start, "lp_solves": int(lp_solves.sum()),
                    "sample_hours_per_s": n_s * n_h / secs if secs > 0 else None}
         return {"sample_parts": parts, "hour_parts": hp}, metrics
 

@@ -75,6 +75,8 @@ def new_highs():
             os.close(null)
         _BANNER_SILENCED = True
     h.setOptionValue("output_flag", False)
+    # one thread: gat-hpc runs in parallel by chunks (processes, ranks), not inside a solve
+    h.setOptionValue("threads", 1)
     return h
 
 
