@@ -357,6 +357,13 @@ def test_infeasible_and_bad_costs_are_named(tmp_path, monkeypatch):
     r = run_cli("dc", case_path("case9"), "--profiles", tmp_path / "big.parquet", "--run-dir", tmp_path / "r1")
     assert r.returncode == 2 and "hour 2" in r.stderr and "Pmax" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "r1").exists()
+    # less load than the fleet's total Pmin: refused, unless --relax-pmin lets units go down to 0
+    pq.write_table(pa.table({"hour": [0, 1], "load_scale": [0.5, 0.05]}), tmp_path / "low.parquet")
+    r = run_cli("dc", case_path("case9"), "--profiles", tmp_path / "low.parquet", "--run-dir", tmp_path / "r0")
+    assert r.returncode == 2 and "hour 1" in r.stderr and "below the total Pmin" in r.stderr and "--relax-pmin" in r.stderr
+    assert opf("dc", case_path("case9"), "--profiles", tmp_path / "low.parquet", "--relax-pmin",
+               "--run-dir", tmp_path / "r0", "--quiet") == 0
+    assert reduced(tmp_path / "r0", "hours")["gen_mw"][1].as_py() == pytest.approx(0.05 * 315, rel=1e-9)
     # a branch limit that cannot hold: the 90 MW at bus 5 arrive through branches 2 (4-5) and 3 (5-6) only
     tight = {k: np.array(v, dtype=float) if isinstance(v, np.ndarray) else v for k, v in mpc.items()}
     tight["branch"][[1, 2], 5] = 20.0
