@@ -32,7 +32,7 @@ def test_tiled_solution_is_copies_of_the_base_solution():
     assert big.n_bus == 5 * net.n_bus and big.n_gen == 5 * net.n_gen
     assert big.n_branch == 5 * net.n_branch + 6 * len(pairs)
     assert len(np.unique(big.bus_id)) == big.n_bus
-    assert np.count_nonzero(big.bus_type == 3) == np.count_nonzero(net.bus_type == 3)  # one slack: copy 0's
+    assert np.count_nonzero(big.bus_type == 3) == 5 * np.count_nonzero(net.bus_type == 3)  # a slack per copy
     res = solve_ac(big)
     assert res.iterations == base.iterations
     assert np.max(np.abs(res.V.reshape(5, -1) - base.V[None, :])) < 1e-9

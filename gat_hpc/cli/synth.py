@@ -22,8 +22,7 @@ def add_parser(sub):
     kinds.required = True
     t = kinds.add_parser("tile", help="K copies of a case joined by T tie lines per neighbouring pair",
                          description="K copies of CASE on a grid, each neighbouring pair joined by T tie lines "
-                                     "between the same bus of both copies; copies 1..K-1 keep their own "
-                                     "balance (their slack becomes PV at the solved slack power).",
+                                     "between the same bus of both copies; every copy keeps its own slack.",
                          epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("case", help="base case: MATPOWER .m, PSS/E .raw or grid.arrow folder")
     t.add_argument("--copies", type=int, required=True, metavar="K", help="number of copies")

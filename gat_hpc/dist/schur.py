@@ -57,9 +57,6 @@ class _Numeric(ctypes.Structure):
                 ("Udiag", ctypes.POINTER(ctypes.c_double)), ("Rs", ctypes.POINTER(ctypes.c_double))]
 
 
-_AMD = None
-
-
 def _lib():
     lib = _klu._load()
     if lib is None:
@@ -76,23 +73,45 @@ def _lib():
     return lib
 
 
-def amd_order(indptr, indices, n):
-    """AMD fill-reducing ordering of the pattern of A + A^T (SuiteSparse's libamd)."""
-    global _AMD
-    if _AMD is None:
-        import ctypes.util
+def _suitesparse(name):
+    import ctypes.util
 
-        name = ctypes.util.find_library("amd") or "libamd.so.2"
-        _AMD = ctypes.CDLL(name)
-        ip = ctypes.POINTER(ctypes.c_int)
-        _AMD.amd_order.argtypes = [ctypes.c_int, ip, ip, ip, ctypes.c_void_p, ctypes.c_void_p]
+    lib = ctypes.CDLL(ctypes.util.find_library(name) or f"lib{name}.so.2")
+    ip = ctypes.POINTER(ctypes.c_int)
+    if name == "amd":
+        lib.amd_order.argtypes = [ctypes.c_int, ip, ip, ip, ctypes.c_void_p, ctypes.c_void_p]
+    else:
+        lib.camd_order.argtypes = [ctypes.c_int, ip, ip, ip, ctypes.c_void_p, ctypes.c_void_p, ip]
+    return lib
+
+
+def interface_last_order(a, last):
+    """Fill-reducing order of the square CSC/CSR pattern ``a`` with the nodes marked ``last`` at
+    the end: SuiteSparse's constrained AMD (CAMD), which orders the other nodes knowing which
+    ones come last; without libcamd, AMD on the other nodes followed by the ``last`` ones."""
+    n = a.shape[0]
+    ap = np.ascontiguousarray(a.indptr, dtype=np.int32)
+    ai = np.ascontiguousarray(a.indices, dtype=np.int32)
     p = np.empty(n, dtype=np.int32)
-    ap = np.ascontiguousarray(indptr, dtype=np.int32)
-    ai = np.ascontiguousarray(indices, dtype=np.int32)
-    status = _AMD.amd_order(n, _klu._iptr(ap), _klu._iptr(ai), _klu._iptr(p), None, None)
+    try:
+        camd = _suitesparse("camd")
+    except OSError:
+        camd = None
+    if camd is not None:
+        group = np.ascontiguousarray(last, dtype=np.int32)
+        status = camd.camd_order(n, _klu._iptr(ap), _klu._iptr(ai), _klu._iptr(p), None, None, _klu._iptr(group))
+        if status >= 0 and np.all(last[p[n - int(np.sum(last)):]]):
+            return p.astype(np.int64)
+    first = np.flatnonzero(~last)
+    inner = a[first][:, first]
+    inner.sort_indices()
+    ap = np.ascontiguousarray(inner.indptr, dtype=np.int32)
+    ai = np.ascontiguousarray(inner.indices, dtype=np.int32)
+    q = np.empty(len(first), dtype=np.int32)
+    status = _suitesparse("amd").amd_order(len(first), _klu._iptr(ap), _klu._iptr(ai), _klu._iptr(q), None, None)
     if status < 0:
         raise RuntimeError(f"AMD ordering failed (status {status})")
-    return p.astype(np.int64)
+    return np.concatenate([first[q], np.flatnonzero(last)])
 
 
 class OrderedKLU:
@@ -273,48 +292,47 @@ class SchurKLU:
         rows = np.repeat(np.arange(n), np.diff(eq.indptr))
         boundary = eq.layout.boundary
         gam = np.sort(np.concatenate([eq.th_x[np.isin(eq.th_bus, boundary)], eq.vm_x[np.isin(eq.vm_bus, boundary)]]))
-        self.gam = gam
         self.g = g = len(gam)
-        all_gam = comm.allgather(gam + lo)
-        self.g_counts = np.array([len(a) for a in all_gam])
+        self.g_counts = np.array(comm.allgather(g))
         self.g_starts = np.concatenate([[0], np.cumsum(self.g_counts)])
         self.G = int(self.g_starts[-1])
         self.my_g0 = int(self.g_starts[comm.Get_rank()])
         self.plain = self.G == 0
         if self.plain:  # no interface anywhere: KLU on this rank's rows (one rank, or separate islands)
-            local = sp.csr_matrix((eq.data, cols - lo, eq.indptr), shape=(n, n))
-            self.csr = local
+            self.csr = sp.csr_matrix((eq.data, cols - lo, eq.indptr), shape=(n, n))
             self.klu = _klu.KLU()
             return
         if np.any(~mine & ~np.isin(rows, gam)):
             raise AssertionError("an interior row couples to another rank")
-        # this rank's diagonal block in the order [interior (AMD), interface], CSC, as positions into eq.data
-        interior = np.setdiff1d(np.arange(n), gam)
+        # this rank's diagonal block, interface last, CSC, its values as positions into eq.data
         code = sp.csr_matrix((np.flatnonzero(mine) + 1.0, cols[mine] - lo, np.concatenate(
             [[0], np.cumsum(np.bincount(rows[mine], minlength=n))])), shape=(n, n))
-        inner = code[interior][:, interior].tocsc()
-        inner.sort_indices()
-        perm = np.concatenate([interior[amd_order(inner.indptr, inner.indices, len(interior))], gam])
+        is_gam = np.zeros(n, dtype=bool)
+        is_gam[gam] = True
+        perm = interface_last_order(code, is_gam)
         m = code[perm][:, perm].tocsc()
         m.sort_indices()
         self.perm = perm
-        self.n_interior = len(interior)
+        self.n_interior = n - g
         self.m_src = m.data.astype(np.int64) - 1
         self.klu = OrderedKLU(m.indptr, m.indices, g)
-        # cut-line entries: interface rows of this rank, interface columns of other ranks
+        # The interface system's unknowns: every rank's interface in its factorisation order.
+        # Cut-line entries: interface rows of this rank, interface columns of other ranks.
+        everyone = np.concatenate(comm.allgather(perm[n - g:] + lo))  # global unknown of each S row
+        by_unknown = np.argsort(everyone)
         off = np.flatnonzero(~mine)
-        everyone = np.concatenate(all_gam)
-        where = np.searchsorted(everyone, cols[off])
-        if np.any(everyone[np.minimum(where, len(everyone) - 1)] != cols[off]):
+        at = np.searchsorted(everyone, cols[off], sorter=by_unknown)
+        where = by_unknown[np.minimum(at, len(everyone) - 1)]
+        if np.any(everyone[where] != cols[off]):
             raise AssertionError("a cut-line column is not an interface unknown")
+        local_row = np.full(n, -1, dtype=np.int64)
+        local_row[perm[n - g:]] = np.arange(g)
         self.off_pos = off
-        self.off_row = np.searchsorted(gam, rows[off])  # 0..g-1
+        self.off_row = local_row[rows[off]]  # 0..g-1
         self.off_col = where  # 0..G-1
-        counts = comm.allgather(len(off))
-        self.off_counts = np.array(counts)
+        self.off_counts = np.array(comm.allgather(len(off)))
         self.all_off_row = np.concatenate(comm.allgather(self.off_row + self.my_g0))
         self.all_off_col = np.concatenate(comm.allgather(self.off_col))
-        self._S = None
 
     # ---------------------------------------------------------------- PETSc PC interface
     def setUp(self, pc):

@@ -2,11 +2,9 @@
 
 Construction of ``tile(net, copies=K, ties=T, seed=S)``:
 
-1. The base case is solved once (serial AC power flow, case start; flat and DC starts if
-   that fails). Every copy gets the base case's data unchanged, except that in copies
-   1..K-1 the slack buses become PV buses whose generators produce the slack power the
-   base solution needs (P set-point = solved P). Each copy then balances its own load and
-   losses, and copy 0's slack bus is the one slack of the tiled network.
+1. Every copy gets the base case's data unchanged, its own slack bus(es) included: each
+   copy balances its own load and losses, as the base case does (several slack buses in
+   one island hold their angles, MATPOWER's rule).
 2. The copies sit row by row on a grid of ``ceil(sqrt(K))`` columns; copies side by side
    and one above the other are neighbours (K = 2: one pair; K = 16: a 4 x 4 grid, 24 pairs).
 3. Each pair of neighbours gets T tie lines. Tie t joins bus i_t of one copy to the
@@ -16,8 +14,12 @@ Construction of ``tile(net, copies=K, ties=T, seed=S)``:
 
 Because both ends of every tie are the same bus of identical copies, the replicated base
 solution satisfies every equation of the tiled network with no current on the ties: the
-tiled network's power flow is exactly K copies of the base one (a check the tests use),
-while its Jacobian couples the copies through the ties as a real interconnection would.
+tiled network's power flow is exactly K copies of the base one, reached in the base case's
+Newton iterations (a check the tests use), while its Jacobian couples the copies through the
+ties as a real interconnection would. (A single slack with the other copies' slack buses
+turned PV at the solved slack power was tried first: from the case's starting voltages the
+first Newton step pushes each copy's starting slack mismatch through the ties, and the tiled
+case_ACTIVSg70k diverges.)
 
 Ids: bus ``b`` of copy ``c`` gets id ``b + c * 10**d`` with ``10**d`` above every base bus id;
 generators, loads, shunts and branches are numbered copy after copy, ties last.
@@ -30,8 +32,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from gat_hpc.errors import ConvergenceError, InputError
-from gat_hpc.network.model import PV
+from gat_hpc.errors import InputError
 
 BUS_FIELDS = ("bus_type", "vm", "va", "base_kv", "vmax", "vmin", "area", "zone")
 LOAD_FIELDS = ("load_p", "load_q", "load_status")
@@ -53,21 +54,6 @@ def neighbour_pairs(copies):
     return pairs
 
 
-def balanced_dispatch(net):
-    """Generator P set-points (p.u.) with the slack generators at the solved power-flow output."""
-    from gat_hpc.pf.ac import solve_ac
-
-    last = None
-    for init in ("case", "flat", "dc"):
-        try:
-            res = solve_ac(net, init=init)
-            return res.pg, res.types
-        except ConvergenceError as exc:
-            last = exc
-    raise InputError(f"{net.source or net.name}: the base case's power flow does not converge ({last}); "
-                     "tiling needs a solvable case")
-
-
 def tile(net, copies, ties, seed=0):
     """A network of ``copies`` copies of ``net`` joined by ``ties`` tie lines per neighbouring pair
     (construction in the module docstring). Returns a new Network."""
@@ -75,8 +61,9 @@ def tile(net, copies, ties, seed=0):
         raise InputError("--copies must be at least 1")
     if ties < 0:
         raise InputError("--ties must be 0 or more")
-    pg, types = balanced_dispatch(net)
-    live = np.setdiff1d(np.arange(net.n_bus), types.dead)
+    from gat_hpc.pf.topology import bus_types
+
+    live = np.setdiff1d(np.arange(net.n_bus), bus_types(net).dead)
     if ties > len(live):
         raise InputError(f"--ties {ties}: the case has only {len(live)} energised buses to tie")
     n, K = net.n_bus, copies
@@ -99,12 +86,6 @@ def tile(net, copies, ties, seed=0):
     kw["load_id"] = np.arange(1, K * len(net.load_id) + 1)
     kw["shunt_id"] = np.arange(1, K * len(net.shunt_id) + 1)
     kw["gen_id"] = np.arange(1, K * net.n_gen + 1)
-
-    # copies 1..K-1: slack -> PV, slack generators at the solved slack power
-    slack_gen = np.isin(net.gen_bus, types.ref) & net.gen_status
-    later = np.arange(n, K * n)
-    kw["bus_type"][later[np.isin(later % n, types.ref)]] = PV
-    kw["pg"][np.arange(net.n_gen, K * net.n_gen)[np.tile(slack_gen, K - 1)]] = np.tile(pg[slack_gen], K - 1)
 
     # tie lines
     rng = np.random.default_rng(seed)
