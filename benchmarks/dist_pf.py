@@ -11,13 +11,14 @@ written once as grid.arrow (and .m for lightsim2grid) under ``--work``.
 
 For every case the same process layout is used:
 - serial: ``solve_ac`` in a plain Python process (the project's default KLU), best of R;
-- distributed: ``mpirun -n N`` of this file in worker mode, per linear solver:
+- distributed: ``mpirun -n N --bind-to none`` of this file in worker mode, per linear solver:
   ``schur`` (gat-hpc's default: Schur complement on the rank interfaces, KLU per rank) and
   ``mumps`` (``-pc_type lu``: MUMPS on several ranks, PETSc's KLU on one); rank 0 reads the
   case and broadcasts it (timed as read), then ``solve_ac_dist`` runs R times and the
   fastest run's phases are kept (each phase the maximum over the ranks):
-  partition, assemble (Ybus rows, Jacobian pattern and values, residuals), factor (PC set-up:
-  KLU and the Schur complement, or PETSc's factorisation), solve (PC apply), and the total;
+  partition, assemble (Ybus rows, Jacobian pattern and values, residuals), factor (each rank's
+  KLU, or PETSc's factorisation), interface (the Schur complement: waiting for the other
+  ranks, reading S_r, gathering and factoring S), solve (PC apply), and the total;
 - lightsim2grid (``benchmarks/peer_acpf.py`` in .venv-peers, as benchmarks/acpf.py does) from
   the same start voltages, when the case has at most ``--peers-max-bus`` buses.
 Every distributed solution is compared with the serial one (max |dV|, p.u.).
@@ -168,7 +169,8 @@ def bench(spec, args, tmp):
     for solver in args.solvers:
         for n in args.ranks:
             out = os.path.join(tmp, f"{solver}-{n}.json")
-            cmd = ["mpirun", "-n", str(n), sys.executable, __file__, "--worker", path, "--init", init,
+            cmd = ["mpirun", "-n", str(n), "--bind-to", args.bind_to, sys.executable, __file__, "--worker", path,
+                   "--init", init,
                    "--repeat", str(args.repeat), "--json", out, *SOLVERS[solver]]
             try:
                 run(cmd, args.timeout, env=mpi_env())
@@ -209,7 +211,8 @@ def ms(v):
 
 
 def table(rows):
-    head = ["case", "buses", "tool", "N", "it", "read", "partition", "assemble", "factor", "solve", "total ms",
+    head = ["case", "buses", "tool", "N", "it", "read", "partition", "assemble", "factor", "interface", "solve",
+            "total ms",
             "x serial", "x lightsim", "edge cut", "interface", "peak MB/rank", "max\\|dV\\| pu"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -218,13 +221,13 @@ def table(rows):
             continue
         p = r.get("phases_s", {})
         if r["tool"] == "serial":
-            cells = [ms(r["read_s"]), "-", ms(p.get("ybus", 0) + p.get("jacobian", 0)), ms(p.get("factor")),
+            cells = [ms(r["read_s"]), "-", ms(p.get("ybus", 0) + p.get("jacobian", 0)), ms(p.get("factor")), "-",
                      ms(p.get("linear_solve"))]
         elif r["tool"] == "lightsim2grid":
-            cells = ["-", "-", "-", "-", "-"]
+            cells = ["-"] * 6
         else:
             cells = [ms(r["read_s"]), ms(p.get("partition")), ms(p.get("assemble")), ms(p.get("factor")),
-                     ms(p.get("solve"))]
+                     ms(p.get("interface")), ms(p.get("solve"))]
         peak = r.get("peak_mb")
         peak = "-" if peak is None else (" / ".join(f"{m:.0f}" for m in peak) if isinstance(peak, list) else f"{peak:.0f}")
         lines.append("| " + " | ".join(map(str, [
@@ -283,6 +286,9 @@ def main(argv=None):
     ap.add_argument("--peers-python", default=str(ROOT / ".venv-peers" / "bin" / "python"))
     ap.add_argument("--peers-max-bus", type=int, default=200_000, help="largest case given to lightsim2grid")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per process")
+    ap.add_argument("--bind-to", default="none",
+                    help="mpirun --bind-to (default none: on a machine shared with other jobs, OpenMPI's default "
+                         "binding of each rank to one core doubled the times measured here)")
     ap.add_argument("--save", action="store_true", help="write benchmarks/results/dist-pf-<date>.md and .json")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--serial", help=argparse.SUPPRESS)

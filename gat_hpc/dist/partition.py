@@ -18,6 +18,8 @@ owns bus ``b`` (-1 for buses left out of the power flow).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -113,6 +115,10 @@ def petsc_partition(adj, comm, kind):
     """
     from petsc4py import PETSc
 
+    # PT-Scotch 7 starts a thread per core in every rank; ranks already fill the cores, and
+    # unbound ranks (mpirun --bind-to none) with those threads took 2.4 s instead of 0.03 s
+    # to split case_ACTIVSg70k on 2 cores. Its documented variable keeps it to one thread.
+    os.environ.setdefault("SCOTCH_PTHREAD_NUMBER", "1")
     m = adj.shape[0]
     graph = PETSc.Mat().createAIJ(size=((PETSc.DECIDE, m), (PETSc.DECIDE, m)), comm=comm)
     graph.setUp()

@@ -24,6 +24,7 @@ from gat_hpc.dist.collective import Clock, agree
 from gat_hpc.dist.equations import PowerFlowEquations
 from gat_hpc.dist.layout import BusLayout
 from gat_hpc.dist.partition import edge_cut, partition_buses
+from gat_hpc.dist.petsc import one_blas_thread_per_rank
 from gat_hpc.errors import ConvergenceError
 from gat_hpc.pf.ac import Q_VIOLATION_MVAR, ACResult, _dispatch, _sbus, _switch_to_pq, initial_voltage
 from gat_hpc.pf.topology import BusTypes, bus_types
@@ -100,6 +101,8 @@ def solve_ac_dist(net, comm, tol=1e-8, max_iter=30, init="case", q_limits=False,
     """
     mpi = comm.tompi4py()
     clock = Clock()
+    if comm.getSize() > 1:
+        one_blas_thread_per_rank()
     agree(mpi, check_linear_solver_options, comm.getSize())
     with clock("setup"):
         types = agree(mpi, bus_types, net)
@@ -263,7 +266,8 @@ def _newton(eq, mpi, tol, max_iter, it0, q, clock, info, checkpoint, callback):
             clock.add("assemble", eq.timings[part])
             eq.timings[part] = 0.0
         if pc_ctx is not None:
-            clock.add("factor", pc_ctx.timings["factor"] + pc_ctx.timings["schur"])
+            clock.add("factor", pc_ctx.timings["factor"])
+            clock.add("interface", pc_ctx.timings["interface"])
             clock.add("solve", pc_ctx.timings["solve"])
             pc_ctx.destroy()
         snes.destroy()
