@@ -116,6 +116,7 @@ def dist_worker(path, init, repeat, out, options):
 
     comm = PETSc.COMM_WORLD
     mpi = comm.tompi4py()
+    read_network(path, mpi)  # warm-up: imports and the file cache, for both ways of reading
     mpi.Barrier()
     t0 = time.perf_counter()
     net = read_network(path, mpi)
@@ -159,28 +160,45 @@ def run(cmd, timeout, env=None):
 def bench(spec, args, tmp):
     path, mfile, init = prepare(spec, args.work, args.ties, need_m=args.peers)
     rows = []
-    out = os.path.join(tmp, "serial.json")
-    run([sys.executable, __file__, "--serial", path, "--init", init, "--repeat", str(args.repeat), "--json", out],
-        args.timeout, env=mpi_env())
-    serial = json.loads(Path(out).read_text())
-    ref = np.load(out + ".npz")
+    # every configuration once per round, rounds one after the other: on a machine shared with
+    # other jobs the fastest round of each is the one least disturbed by them
+    best = {}
+    ref = None
+    for _ in range(args.rounds):
+        out = os.path.join(tmp, "serial.json")
+        run([sys.executable, __file__, "--serial", path, "--init", init, "--repeat", str(args.repeat), "--json", out],
+            args.timeout, env=mpi_env())
+        found = json.loads(Path(out).read_text())
+        if ref is None:
+            ref = dict(np.load(out + ".npz"))
+        if "serial" not in best or found["total_s"] < best["serial"]["total_s"]:
+            best["serial"] = found
+        for solver in args.solvers:
+            for n in args.ranks:
+                key = (solver, n)
+                out = os.path.join(tmp, f"{solver}-{n}.json")
+                cmd = ["mpirun", "-n", str(n), "--bind-to", args.bind_to, sys.executable, __file__, "--worker", path,
+                       "--init", init, "--repeat", str(args.repeat), "--json", out, *SOLVERS[solver]]
+                try:
+                    run(cmd, args.timeout, env=mpi_env())
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    best.setdefault(key, dict(error=str(exc)[:200]))
+                    continue
+                found = json.loads(Path(out).read_text())
+                found["max_dv_pu"] = float(np.max(np.abs(np.load(out + ".npz")["V"] - ref["V"])))
+                if "total_s" not in best.get(key, {}) or found["total_s"] < best[key]["total_s"]:
+                    best[key] = found
+    serial = best["serial"]
     base = dict(case=spec, n_bus=serial["n_bus"], start=init)
     rows.append(dict(base, tool="serial", ranks=1, **serial))
     for solver in args.solvers:
         for n in args.ranks:
-            out = os.path.join(tmp, f"{solver}-{n}.json")
-            cmd = ["mpirun", "-n", str(n), "--bind-to", args.bind_to, sys.executable, __file__, "--worker", path,
-                   "--init", init,
-                   "--repeat", str(args.repeat), "--json", out, *SOLVERS[solver]]
-            try:
-                run(cmd, args.timeout, env=mpi_env())
-            except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                rows.append(dict(base, tool=f"petsc/{solver}", ranks=n, error=str(exc)[:200]))
-                continue
-            found = json.loads(Path(out).read_text())
-            V = np.load(out + ".npz")["V"]
-            rows.append(dict(base, tool=f"petsc/{solver}", **found, max_dv_pu=float(np.max(np.abs(V - ref["V"]))),
-                             x_serial=found["total_s"] / serial["total_s"]))
+            found = best[(solver, n)]
+            row = dict(base, tool=f"petsc/{solver}", **found)
+            row["ranks"] = n
+            if "total_s" in found:
+                row["x_serial"] = found["total_s"] / serial["total_s"]
+            rows.append(row)
     if args.peers and mfile and serial["n_bus"] <= args.peers_max_bus:
         sys.path.insert(0, str(HERE))
         from acpf import run_peers, start_voltages
@@ -279,6 +297,8 @@ def main(argv=None):
     ap.add_argument("--ranks", default="1,2", help="comma-separated rank counts (default 1,2)")
     ap.add_argument("--solvers", default="schur,mumps", help="comma-separated subset of schur,mumps")
     ap.add_argument("--repeat", type=int, default=3, help="timed solves after one warm-up; fastest kept")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every configuration this many times, one round after the other; fastest kept")
     ap.add_argument("--ties", type=int, default=50, help="tie lines per neighbouring pair of tiles (default 50)")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "gat-hpc-dist-bench"),
                     help="where tiled networks are kept between runs")
@@ -322,10 +342,10 @@ def main(argv=None):
         stem = RESULTS / f"dist-pf-{started.date().isoformat()}"
         env = dict(date=started.isoformat(), machine=platform.processor() or platform.machine(), cores=os.cpu_count(),
                    load_avg_before=load_before, load_avg_after=load_after, petsc=".".join(map(str, PETSc.Sys.getVersion())),
-                   command=" ".join(sys.argv), ties=args.ties, repeat=args.repeat)
+                   command=" ".join(sys.argv), ties=args.ties, repeat=args.repeat, rounds=args.rounds)
         stem.with_suffix(".json").write_text(json.dumps(dict(environment=env, rows=rows), indent=1) + "\n")
         head = [f"# Distributed AC power flow, {started.date().isoformat()}", "",
-                f"`{env['command']}`: best of {args.repeat} after one warm-up; times in ms, each phase the maximum "
+                f"`{env['command']}`: best of {args.rounds} x {args.repeat} runs; times in ms, each phase the maximum "
                 f"over the ranks. {env['cores']} cores; load average {load_before[0]:.1f} before, "
                 f"{load_after[0]:.1f} after (other jobs share the machine). PETSc {env['petsc']}.", ""]
         stem.with_suffix(".md").write_text("\n".join(head + lines) + "\n")

@@ -54,6 +54,41 @@ def test_voltages_and_iterations_equal_serial(ranks, tmp_path):
             assert c["edge_cut"] > 0 and c["interface_unknowns"] > 0 and c["linear_solver"] == "schur-klu"
 
 
+def test_singular_jacobian_stops_every_rank_cleanly(tmp_path):
+    r = mpirun(2, sys.executable, __file__, tmp_path / "rank", "singular")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SEGV" not in r.stderr and "PETSC ERROR" not in r.stderr, r.stderr
+    for k in range(2):
+        assert "singular" in (tmp_path / f"rank.{k}").read_text()
+
+
+def _singular(out):
+    """Run under mpirun: KLU reports a singular Jacobian on rank 0 only; every rank must raise
+    ConvergenceError and the processes must exit cleanly (no PETSc object left to the exit)."""
+    from gat_hpc.dist.petsc import init_petsc
+
+    PETSc = init_petsc([])
+    import gat_hpc.dist.schur as schur
+    from gat_hpc.dist.snes import solve_ac_dist
+    from gat_hpc.errors import ConvergenceError
+    from gat_hpc.network.matpower import read_matpower
+    from tests.conftest import case_path
+
+    comm = PETSc.COMM_WORLD
+    if comm.getRank() == 0:
+        def singular(self, data):
+            raise ConvergenceError("the Newton Jacobian is singular (KLU status 1)")
+        schur.OrderedKLU.factor = singular
+        schur._klu.KLU.factor = singular
+    try:
+        solve_ac_dist(read_matpower(case_path("case118")), comm)
+        found = "no error"
+    except ConvergenceError as exc:
+        found = str(exc)
+    with open(f"{out}.{comm.getRank()}", "w") as fh:
+        fh.write(found)
+
+
 def _worker(out):
     """Run under mpirun: solve every case distributed and (rank 0) serially; write the differences."""
     from gat_hpc.dist.petsc import init_petsc
@@ -87,4 +122,7 @@ def _worker(out):
 
 if __name__ == "__main__":
     sys.path.insert(0, ROOT)
-    _worker(sys.argv[1])
+    if sys.argv[2:] == ["singular"]:
+        _singular(sys.argv[1])
+    else:
+        _worker(sys.argv[1])

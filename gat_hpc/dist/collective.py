@@ -24,12 +24,13 @@ def agree(comm, fn, *args, **kwargs):
     first = next((f for f in failures if f is not None), None)
     if first is None:
         return result
-    if error is not None:
+    if error is None:
+        error = {"InputError": InputError, "ConvergenceError": ConvergenceError}.get(first[0], GatError)(first[1])
+        error.exit_code = first[2]
+    try:
         raise error
-    kind = {"InputError": InputError, "ConvergenceError": ConvergenceError}.get(first[0], GatError)
-    exc = kind(first[1])
-    exc.exit_code = first[2]
-    raise exc
+    finally:
+        error = None  # no cycle frame -> error -> traceback -> frame
 
 
 class Clock:

@@ -16,6 +16,7 @@ with one gather (the pattern and the gather map are built once per set of bus ro
 from __future__ import annotations
 
 import contextlib
+import time
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,6 +39,7 @@ class PowerFlowEquations:
 
         self.layout = L = layout
         comm = L.comm
+        self._mpi = comm.tompi4py()
         role = np.full(L.n_live, PQ_ROLE, dtype=np.int8)
         role[L.pos[types.pv]] = PV_ROLE
         role[L.pos[types.ref]] = REF_ROLE
@@ -83,7 +85,6 @@ class PowerFlowEquations:
         self.values = MatValues(self.J, self.indices, self.ulo, self.uhi)
         self._v = self._i = None
         self._x_at = None
-        self.norm_inf = np.inf
         self.timings = {"residual": 0.0, "jacobian": 0.0}
 
     # ------------------------------------------------------------------ pattern
@@ -118,8 +119,12 @@ class PowerFlowEquations:
         """Owned + ghost complex voltages at the unknowns ``x`` (a PETSc Vec); cached per x."""
         from petsc4py import PETSc
 
+        from mpi4py import MPI
+
         xa = x.getArray(readonly=True)
-        if self._x_at is not None and np.array_equal(xa, self._x_at):
+        same = self._x_at is not None and np.array_equal(xa, self._x_at)
+        # decided together: a rank whose part did not move must still join the ghost scatter
+        if self._mpi.allreduce(same, op=MPI.LAND):
             return self._v, self._i
         st = self.state.getArray().reshape(-1, 2)
         st[self.th_bus, 0] = xa[self.th_x]
@@ -135,8 +140,6 @@ class PowerFlowEquations:
 
     def residual(self, snes, x, f):
         """SNES function: P mismatch (θ rows) and Q mismatch (|V| rows) of the owned buses, p.u."""
-        import time
-
         t0 = time.perf_counter()
         v, i = self._voltages(x)
         n = self.layout.n_owned
@@ -148,8 +151,6 @@ class PowerFlowEquations:
 
     def jacobian(self, snes, x, J, P):
         """SNES Jacobian: fills the values of the owned rows (pattern fixed) and assembles."""
-        import time
-
         t0 = time.perf_counter()
         v, i = self._voltages(x)
         self.fill(v, i)

@@ -312,7 +312,10 @@ class SchurKLU:
         is_gam = np.zeros(n, dtype=bool)
         is_gam[gam] = True
         perm = interface_last_order(code, is_gam)
-        m = code[perm][:, perm].tocsc()
+        inverse = np.empty(n, dtype=np.int64)
+        inverse[perm] = np.arange(n)
+        rows_first = code[perm]  # rows permuted (cheap for CSR); columns relabelled, not gathered
+        m = sp.csr_matrix((rows_first.data, inverse[rows_first.indices], rows_first.indptr), shape=(n, n)).tocsc()
         m.sort_indices()
         self.perm = perm
         self.n_interior = n - g
@@ -349,9 +352,14 @@ class SchurKLU:
             error = exc
         t1 = time.perf_counter()
         self.timings["factor"] += t1 - t0  # this rank's KLU alone
-        failed = self.comm.allreduce(error is not None)  # also where the ranks wait for each other
+        # every rank learns of a failure anywhere (this is also where the ranks wait for each other)
+        failed = [m for m in self.comm.allgather(None if error is None else str(error)) if m is not None]
         if failed:
-            raise error or ConvergenceError("the Newton Jacobian could not be factored on another rank")
+            error = error or ConvergenceError(failed[0])
+            try:
+                raise error
+            finally:
+                error = None  # no cycle frame -> error -> traceback -> frame (which holds the PC)
         if not self.plain:
             self._factor_interface()
         self.timings["interface"] += time.perf_counter() - t1

@@ -188,7 +188,7 @@ def _newton(eq, mpi, tol, max_iter, it0, q, clock, info, checkpoint, callback):
 
     comm = eq.J.getComm()
     snes = PETSc.SNES().create(comm=comm)
-    pc_ctx = None
+    ksp = pc = pc_ctx = None
     state = {"norm": np.inf, "error": None}
 
     def residual(snes_, x, f):
@@ -237,7 +237,8 @@ def _newton(eq, mpi, tol, max_iter, it0, q, clock, info, checkpoint, callback):
         if not user_pc:
             from gat_hpc.dist.schur import SchurKLU
 
-            pc_ctx = agree(mpi, SchurKLU, eq, mpi)
+            with clock("factor"):  # its symbolic analysis: ordering, interface, KLU analysis
+                pc_ctx = agree(mpi, SchurKLU, eq, mpi)
             pc.setType(PETSc.PC.Type.PYTHON)
             pc.setPythonContext(pc_ctx)
         snes.setFromOptions()
@@ -257,8 +258,12 @@ def _newton(eq, mpi, tol, max_iter, it0, q, clock, info, checkpoint, callback):
         if user_pc:
             for k, e in events.items():
                 clock.add(k, e.getPerfInfo()["time"] - before[k])
-        if state["error"] is not None:
-            raise state["error"]
+        error, state["error"] = state["error"], None
+        if error is not None:
+            try:
+                raise _detached(error)
+            finally:
+                error = None  # no cycle frame -> error -> traceback -> frame
         reason = snes.getConvergedReason()
         its = snes.getIterationNumber()
     finally:
@@ -270,12 +275,25 @@ def _newton(eq, mpi, tol, max_iter, it0, q, clock, info, checkpoint, callback):
             clock.add("interface", pc_ctx.timings["interface"])
             clock.add("solve", pc_ctx.timings["solve"])
             pc_ctx.destroy()
-        snes.destroy()
+        # the KSP and PC wrappers hold references too: left to the garbage collector, a failed
+        # solve's objects were freed after PETSc had finalised, a segmentation fault at exit
+        for obj in (pc, ksp, snes):
+            if obj is not None:
+                obj.destroy()
     if reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE:
         raise ConvergenceError(f"the linear solve of Newton iteration {it0 + its + 1} failed "
                                f"({info.linear_solver}): the Jacobian is singular or the solver gave up",
                                iterations=q.iterations + its, mismatch=state["norm"])
     return reason > 0, its, state["norm"]
+
+
+def _detached(exc):
+    """``exc`` without its traceback and chained exceptions. Their frames hold petsc4py wrappers
+    of the SNES, KSP and PC made for the callbacks; kept alive by the error, those objects were
+    freed only at interpreter exit, after PETSc had finalised: a segmentation fault."""
+    exc.__traceback__ = None
+    exc.__cause__ = exc.__context__ = None
+    return exc
 
 
 def _linear_failure(exc, pc_ctx):
