@@ -62,6 +62,8 @@ def accept_petsc_options(parser):
         args = list(sys.argv[1:] if args is None else args)
         petsc, rest = split_petsc_options(args)
         ns, extras = plain(rest, namespace)
+        if petsc and getattr(ns, "solver", "petsc") != "petsc":
+            parser.error(f"PETSc options ({' '.join(petsc)}) need --solver petsc")
         ns.petsc_options = getattr(ns, "petsc_options", []) + petsc
         return ns, extras
 
