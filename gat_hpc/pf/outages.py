@@ -63,20 +63,22 @@ def _reduce_block(post_mw, inv_rating, threshold_pct, top, work=None):
     loading *= inv_rating
     arg = np.argmax(loading, axis=2)
     mx = np.take_along_axis(loading, arg[..., None], axis=2)[..., 0]
-    over = loading > threshold_pct
-    nviol = np.count_nonzero(over, axis=2)
+    nviol = np.zeros(mx.shape, dtype=np.int64)
     rows = []
-    if np.any(nviol):
-        # every violation (few) -> keep the ``top`` worst of each (hour, outage)
-        h, k, m = np.nonzero(over)
-        lv = loading[h, k, m]
-        group = h * over.shape[1] + k
-        order = np.lexsort((-lv, group))
-        g = group[order]
+    hv, kv = np.nonzero(mx > threshold_pct)
+    if hv.size:
+        # only the (hour, outage) rows whose maximum is over the threshold can hold violations
+        sub = loading[hv, kv]  # (n, M)
+        r, m = np.nonzero(sub > threshold_pct)
+        nviol[hv, kv] = np.bincount(r, minlength=len(hv))
+        lv = sub[r, m]
+        order = np.lexsort((-lv, r))  # worst first within each row
+        g = r[order]
         first = np.r_[0, np.flatnonzero(np.diff(g)) + 1]
         rank = np.arange(len(g)) - np.repeat(first, np.diff(np.r_[first, len(g)]))
         sel = order[rank < top]
-        rows = (h[sel], k[sel], m[sel], post_mw[h[sel], k[sel], m[sel]], lv[sel])
+        h, k = hv[r[sel]], kv[r[sel]]
+        rows = (h, k, m[sel], post_mw[h, k, m[sel]], lv[sel])
     return mx, arg, nviol, mxa, arga, fmax, fmin, rows
 
 
