@@ -67,8 +67,9 @@ class JacobianMap:
         """The same map for a Ybus with identical sparsity pattern (e.g. a branch switched out,
         whose entries stay as explicit zeros): shares the Jacobian, so a factorisation's
         symbolic analysis carries over."""
-        if ybus.nnz != self.nnz or not np.array_equal(ybus.indices, self.ybus.indices) \
-                or not np.array_equal(ybus.indptr, self.ybus.indptr):
+        shared = ybus.indices is self.ybus.indices and ybus.indptr is self.ybus.indptr
+        if not shared and (ybus.nnz != self.nnz or not np.array_equal(ybus.indices, self.ybus.indices)
+                           or not np.array_equal(ybus.indptr, self.ybus.indptr)):
             raise ValueError("with_ybus needs the same sparsity pattern")
         other = object.__new__(JacobianMap)
         other.__dict__.update(self.__dict__)

@@ -419,17 +419,21 @@ class Contingency:
                 acc["pos"] = branch_entry_positions(ybus0, net)
                 acc["adm"] = branch_admittances(net)
             gen_count = np.bincount(net.gen_bus[net.gen_status], minlength=net.n_bus)
+            sbus0 = work.bus_gen() - work.bus_load()  # branch outages keep the hour's injections
             for k in np.flatnonzero(want[h]):
                 br, gi = np.asarray(brs[k], dtype=np.int64), np.asarray(gns[k], dtype=np.int64)
-                work.pg = pg_h.copy()
-                work.gen_status = net.gen_status.copy()
                 if gi.size:
+                    work.pg = pg_h.copy()
+                    work.gen_status = net.gen_status.copy()
                     lost = float(np.where(net.gen_status[gi], work.pg[gi], 0.0).sum())
                     work.gen_status[gi] = False
                     if cfg["balancing"] == "participation":
                         w = np.where(work.gen_status, np.maximum(net.pmax, 0.0), 0.0)
                         if w.sum() > 0:
                             work.pg = work.pg + lost * w / w.sum()
+                    sbus = work.bus_gen() - work.bus_load()
+                else:
+                    sbus = sbus0
                 roles_change = br.size > 1 or (gi.size and np.any(
                     np.bincount(net.gen_bus[gi[net.gen_status[gi]]], minlength=net.n_bus)[net.gen_bus[gi]]
                     >= gen_count[net.gen_bus[gi]]))
@@ -450,7 +454,6 @@ class Contingency:
                     jm = jmap.with_ybus(ybus) if br.size else jmap
                 else:
                     jm = JacobianMap(ybus, types.pv, types.pq)
-                sbus = work.bus_gen() - work.bus_load()
                 try:
                     r = newton(ybus, sbus, res.V, types.pv, types.pq, tol=tol, max_iter=max_iter, solver=lu, jmap=jm)
                 except ConvergenceError:
