@@ -36,7 +36,8 @@ def add_arguments(p):
     g.add_argument("--restart", metavar="CHECKPOINT", help="continue from a checkpoint file")
     g.add_argument("--read", choices=READ_MODES, default="auto",
                    help="who reads the case: root (rank 0 reads and broadcasts), all (every rank reads a "
-                        "grid.arrow folder itself); auto: root (measured faster, docs/distributed.md)")
+                        "grid.arrow folder itself); auto (default): root, which was faster here "
+                        "(docs/distributed.md)")
     accept_petsc_options(p)
 
 
