@@ -197,3 +197,24 @@ def test_checkpoint_written_in_parallel_reads_back(setup, tmp_path_factory):
     assert np.max(np.abs(back.V - V)) < 1e-15
     assert back.round_iterations == 2 and back.q.iterations == 4 and back.norm_f == 0.5
     assert np.array_equal(back.q.q_fixed, q.q_fixed) and np.array_equal(back.q.types.pv, q.types.pv)
+
+
+@pytest.mark.parametrize("ties", [0, 2])
+def test_separate_islands_and_isolated_buses_equal_serial(setup, ties):
+    """Three copies of case118 (three islands without ties), one bus isolated and one cut off
+    with nothing on it: ranks may own whole islands (no interface of their own)."""
+    from gat_hpc.dist.snes import solve_ac_dist
+    from gat_hpc.dist.synth import tile
+    from gat_hpc.pf.ac import solve_ac
+
+    net = tile(setup["net"], 3, ties, seed=5)
+    net.bus_type[5] = 4
+    k = int(np.flatnonzero(net.bus_id == 117)[0])
+    net.branch_status[(net.f_bus == k) | (net.t_bus == k)] = False
+    net.load_status[net.load_bus == k] = False
+    res, info = solve_ac_dist(net, setup["comm"], q_limits=True)
+    if setup["mpi"].Get_rank() == 0:
+        ref = solve_ac(net, q_limits=True)
+        assert ref.types.n_islands == (3 if ties == 0 else 1) and len(ref.types.dead) == 2
+        assert np.max(np.abs(res.V - ref.V)) < 1e-8 and res.iterations == ref.iterations
+        assert np.array_equal(res.q_limited, ref.q_limited)
