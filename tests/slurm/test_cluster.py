@@ -132,6 +132,10 @@ def test_scancel_requeue_and_usr1_of_running_tasks(cluster, tmp_path):
     running(2)
     subprocess.run(["scontrol", "requeue", f"{aid}_2"], check=True)
     until(lambda: task_states(aid).get(2) == "PENDING", 30, "task 2 to be requeued")
+    # let slurmd finish tearing down the cancelled instance first: releasing the task while its
+    # old step is still completing made Slurm mark the relaunch FAILED without running it (seen
+    # once in CI: the log had one "running" line and no result)
+    time.sleep(3.0)
     subprocess.run(["scontrol", "update", f"JobId={aid}_2", "StartTime=now"], check=True)
     running(3)
     subprocess.run(["scancel", "--signal=USR1", "--batch", f"{aid}_3"], check=True)
