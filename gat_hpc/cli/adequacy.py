@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from gat_hpc.cli.argtypes import positive_int
 from gat_hpc.errors import InputError
 
 EXAMPLES = """examples:
@@ -24,16 +25,6 @@ R.csv: gen_id (1-based row of the case's gen table) or branch_id (dc network onl
 optional mttr_h (hours; needed by --method sequential). Units not listed never fail.
 Indices are totals over the profile's hours (a one-year profile gives per-year figures).
 """
-
-
-def _positive(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
-    return v
 
 
 def _seed(text):
@@ -75,7 +66,7 @@ def add_arguments(p):
                    help="forced outage data: gen_id or branch_id, for, optional mttr_h (CSV or Parquet)")
     p.add_argument("--profiles", help="hourly loads: hour,load_mw | hour,load_scale | hour,bus_id,p_mw (Parquet/CSV), "
                                       "or a MATPOWER scenarios .m table; default: the case loads as one hour")
-    p.add_argument("--samples", type=_positive, default=1000,
+    p.add_argument("--samples", type=positive_int, default=1000,
                    help="Monte-Carlo samples, each one pass through the hours (the maximum with --target-cov)")
     p.add_argument("--seed", type=_seed, default=0, help="sample s draws from SeedSequence(seed, spawn_key=(s,))")
     p.add_argument("--method", choices=METHODS, default="nonsequential",
@@ -86,11 +77,11 @@ def add_arguments(p):
     p.add_argument("--hours", help="only profile hours A <= hour < B, written A:B")
     p.add_argument("--target-cov", type=_cov, default=None,
                    help="stop adding sample batches once the EUE estimate's coefficient of variation is below this")
-    p.add_argument("--batch-samples", type=_positive, default=None,
+    p.add_argument("--batch-samples", type=positive_int, default=None,
                    help="with --target-cov: samples per batch (default: a tenth of --samples, at least one chunk)")
-    p.add_argument("--chunk-samples", type=_positive, default=None,
+    p.add_argument("--chunk-samples", type=positive_int, default=None,
                    help="samples per chunk (default 100; 10 with --network dc)")
-    p.add_argument("--chunk-hours", type=_positive, default=None, help="hours per chunk (default: all)")
+    p.add_argument("--chunk-hours", type=positive_int, default=None, help="hours per chunk (default: all)")
     p.add_argument("--copt-step-mw", type=_mw, default=None,
                    help="analytic: round capacities to multiples of this (default: exact, the gcd of the capacities)")
     p.add_argument("--run-dir", required=True, help="run directory (created, or continued for the same study)")

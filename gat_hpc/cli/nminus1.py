@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gat_hpc.cli.argtypes import positive_int, percent
 from gat_hpc.errors import InputError
 
 EXAMPLES = """examples:
@@ -16,24 +17,7 @@ EXAMPLES = """examples:
 """
 
 
-def _pct(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0 < v <= 1000:
-        raise argparse.ArgumentTypeError(f"{v} is out of range: give a loading in percent, 0 < PCT <= 1000")
-    return v
-
-
-def _positive(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
-    return v
+_LOADING_PCT = percent(1000, "a loading in percent")
 
 
 def add_parser(sub):
@@ -53,23 +37,23 @@ def add_parser(sub):
     p.add_argument("--contingencies", default="all",
                    help="'all' in-service branches (default), a MATPOWER contab_*.m, or a CSV label,branch_id[,gen_id]")
     p.add_argument("--depth", type=int, choices=(1, 2), default=1, help="2 adds branch pairs (see --n2-candidates)")
-    p.add_argument("--n2-candidates", type=_positive, default=50,
+    p.add_argument("--n2-candidates", type=positive_int, default=50,
                    help="depth 2: all pairs of the N most severe single outages at the peak-load hour (default 50)")
-    p.add_argument("--threshold", type=_pct, default=100.0, help="loading in %% of the rating that counts as a violation")
+    p.add_argument("--threshold", type=_LOADING_PCT, default=100.0, help="loading in %% of the rating that counts as a violation")
     p.add_argument("--rating", choices=("rateA", "rateB", "rateC"), default="rateA", help="branch rating used (default rateA)")
-    p.add_argument("--ac-threshold", type=_pct, default=None,
+    p.add_argument("--ac-threshold", type=_LOADING_PCT, default=None,
                    help="dc mode: re-solve in AC the outages whose DC loading exceeds this %%")
     p.add_argument("--dispatch", choices=("proportional", "slack"), default="proportional",
                    help="generation follows load in proportion to the case dispatch (default) or through the slack")
     p.add_argument("--balancing", choices=("slack", "participation"), default="slack",
                    help="who picks up a lost generator's output: the slack (default) or the others by Pmax")
-    p.add_argument("--top", type=_positive, default=100, help="rows in reduce/top_violations.parquet (default 100)")
-    p.add_argument("--violations-per-contingency", type=_positive, default=5,
+    p.add_argument("--top", type=positive_int, default=100, help="rows in reduce/top_violations.parquet (default 100)")
+    p.add_argument("--violations-per-contingency", type=positive_int, default=5,
                    help="worst violated branches kept per (hour, contingency) (default 5)")
-    p.add_argument("--chunk-hours", type=_positive, default=24, help="hours per chunk (default 24)")
-    p.add_argument("--chunk-contingencies", type=_positive, default=500, help="contingencies per chunk (default 500)")
+    p.add_argument("--chunk-hours", type=positive_int, default=24, help="hours per chunk (default 24)")
+    p.add_argument("--chunk-contingencies", type=positive_int, default=500, help="contingencies per chunk (default 500)")
     p.add_argument("--tol", type=float, default=1e-8, help="AC mismatch tolerance, p.u.")
-    p.add_argument("--max-iter", type=_positive, default=20, help="AC Newton iterations per solve")
+    p.add_argument("--max-iter", type=positive_int, default=20, help="AC Newton iterations per solve")
     add_executor_args(p)
     p.set_defaults(func=run)
     return p

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gat_hpc.cli.argtypes import positive_int, percent
 from gat_hpc.errors import InputError
 
 EXAMPLES = """examples:
@@ -19,24 +20,7 @@ Outputs under RUN/reduce: hours, dispatch, lmp, flows, binding (.parquet) and su
 """
 
 
-def _positive(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
-    return v
-
-
-def _pct(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0 < v <= 100:
-        raise argparse.ArgumentTypeError(f"{v}: give the ramp limit in percent of Pmax per hour, 0 < PCT <= 100")
-    return v
+_RAMP_PCT = percent(100, "the ramp limit in percent of Pmax per hour")
 
 
 def add_arguments(p):
@@ -46,17 +30,17 @@ def add_arguments(p):
     p.add_argument("--profiles", help="hourly loads: hour,load_mw | hour,load_scale | hour,bus_id,p_mw (Parquet/CSV), "
                                       "or a MATPOWER scenarios .m table (generator changes applied); "
                                       "default: the case loads as one hour")
-    p.add_argument("--horizon", type=_positive, default=24, help="hours optimised together in one window (default 24)")
-    p.add_argument("--step", type=_positive, default=None,
+    p.add_argument("--horizon", type=positive_int, default=24, help="hours optimised together in one window (default 24)")
+    p.add_argument("--step", type=positive_int, default=None,
                    help="hours committed per window before it rolls on (default: the horizon)")
     p.add_argument("--ramp", action="store_true",
                    help="limit generator changes between consecutive hours (case RAMP_30 x 2 or RAMP_AGC x 60 MW/h)")
-    p.add_argument("--ramp-pct", type=_pct, default=None,
+    p.add_argument("--ramp-pct", type=_RAMP_PCT, default=None,
                    help="with --ramp: ramp limit in %% of Pmax per hour for generators without case ramp data")
     p.add_argument("--relax-pmin", action="store_true",
                    help="treat every Pmin as 0: no unit commitment, any unit may be dispatched down to 0")
     p.add_argument("--hours", help="only profile hours A <= hour < B, written A:B")
-    p.add_argument("--chunk-hours", type=_positive, default=None,
+    p.add_argument("--chunk-hours", type=positive_int, default=None,
                    help="hours per chunk, a multiple of the step (default: all hours with --ramp, else 168)")
     p.add_argument("--run-dir", required=True, help="run directory (created, or continued for the same study)")
 
