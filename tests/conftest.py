@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 
 
@@ -36,3 +37,17 @@ def need(component, available, reason):
 @pytest.fixture
 def case():
     return case_path
+
+
+def assert_same_tables(a, b):
+    """Same schema and the same values bit for bit (NaN where the other has NaN)."""
+    for t in a:
+        assert a[t].schema == b[t].schema, t
+        assert a[t].num_rows == b[t].num_rows, t
+        for name in a[t].column_names:
+            x = a[t][name].to_numpy(zero_copy_only=False)
+            y = b[t][name].to_numpy(zero_copy_only=False)
+            if x.dtype.kind == "f":
+                assert np.array_equal(x.view(np.int64), y.view(np.int64)), (t, name)
+            else:
+                assert np.array_equal(x, y), (t, name)

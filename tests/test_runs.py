@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import case_path, need
+from tests.conftest import assert_same_tables, case_path, need
 
 GAT = os.path.join(os.path.dirname(sys.executable), "gat-hpc")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -36,20 +36,6 @@ def write_profile(path, hours=48, bad_hour=None):
 
 def reduced(run):
     return {t: pq.read_table(os.path.join(run, "reduce", f"{t}.parquet")) for t in ("hours", "buses", "flows")}
-
-
-def assert_same_tables(a, b):
-    """Same schema and the same values bit for bit (NaN where the other has NaN)."""
-    for t in a:
-        assert a[t].schema == b[t].schema, t
-        assert a[t].num_rows == b[t].num_rows, t
-        for name in a[t].column_names:
-            x = a[t][name].to_numpy(zero_copy_only=False)
-            y = b[t][name].to_numpy(zero_copy_only=False)
-            if x.dtype.kind == "f":
-                assert np.array_equal(x.view(np.int64), y.view(np.int64)), (t, name)
-            else:
-                assert np.array_equal(x, y), (t, name)
 
 
 def sweep(case, prof, run, *extra):

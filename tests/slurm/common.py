@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import need
+from tests.conftest import assert_same_tables, need  # noqa: F401  (re-exported to the Slurm tests)
 
 VENV = os.path.dirname(os.path.dirname(sys.executable))
 GAT = os.path.join(os.path.dirname(sys.executable), "gat-hpc")
@@ -77,20 +77,6 @@ def write_profile(path, hours, bad_hour=None):
 
 def reduced(run, tables):
     return {t: pq.read_table(os.path.join(run, "reduce", f"{t}.parquet")) for t in tables}
-
-
-def assert_same_tables(a, b):
-    """Same schema and the same values bit for bit (NaN where the other has NaN)."""
-    for t in a:
-        assert a[t].schema == b[t].schema, t
-        assert a[t].num_rows == b[t].num_rows, t
-        for name in a[t].column_names:
-            x = a[t][name].to_numpy(zero_copy_only=False)
-            y = b[t][name].to_numpy(zero_copy_only=False)
-            if x.dtype.kind == "f":
-                assert np.array_equal(x.view(np.int64), y.view(np.int64)), (t, name)
-            else:
-                assert np.array_equal(x, y), (t, name)
 
 
 _FIELD = re.compile(r"(\w+)=(.*?)(?= \w+=|$)")
