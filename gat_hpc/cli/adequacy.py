@@ -57,8 +57,8 @@ def _mw(text):
     return v
 
 
-def add_arguments(p):
-    """The study's arguments (shared with ``emit-sbatch``)."""
+def add_arguments(p, run_dir=True):
+    """The study's arguments (shared with ``emit-sbatch``, which adds its own --run-dir)."""
     from gat_hpc.studies.adequacy import METHODS, NETWORKS
 
     p.add_argument("case", help="MATPOWER .m, PSS/E .raw or grid.arrow case")
@@ -84,7 +84,8 @@ def add_arguments(p):
     p.add_argument("--chunk-hours", type=positive_int, default=None, help="hours per chunk (default: all)")
     p.add_argument("--copt-step-mw", type=_mw, default=None,
                    help="analytic: round capacities to multiples of this (default: exact, the gcd of the capacities)")
-    p.add_argument("--run-dir", required=True, help="run directory (created, or continued for the same study)")
+    if run_dir:
+        p.add_argument("--run-dir", required=True, help="run directory (created, or continued for the same study)")
 
 
 def add_parser(sub):

@@ -28,9 +28,18 @@ def add_parser(sub):
                                    "(LODF/PTDF), optionally re-solving the worst in AC; writes the per-(hour, "
                                    "contingency) summary, the violations, and reduce/top_violations.parquet.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    add_executor_args(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def add_arguments(p, run_dir=True):
+    """The study's arguments (shared with ``emit-sbatch``, which adds its own --run-dir)."""
     p.add_argument("mode", choices=("dc", "ac"), help="dc: LODF screen (AC only above --ac-threshold); ac: every outage in AC")
     p.add_argument("case", help="MATPOWER .m, PSS/E .raw or grid.arrow case")
-    p.add_argument("--run-dir", required=True, help="run directory (created, or continued for the same study)")
+    if run_dir:
+        p.add_argument("--run-dir", required=True, help="run directory (created, or continued for the same study)")
     p.add_argument("--profiles", help="hourly loads: Parquet/CSV profile or a MATPOWER scenarios_*.m change table "
                                       "(default: the case's loads as hour 0)")
     p.add_argument("--hours", help="only profile hours A <= hour < B, written A:B")
@@ -54,9 +63,6 @@ def add_parser(sub):
     p.add_argument("--chunk-contingencies", type=positive_int, default=500, help="contingencies per chunk (default 500)")
     p.add_argument("--tol", type=float, default=1e-8, help="AC mismatch tolerance, p.u.")
     p.add_argument("--max-iter", type=positive_int, default=20, help="AC Newton iterations per solve")
-    add_executor_args(p)
-    p.set_defaults(func=run)
-    return p
 
 
 def config_from(args):

@@ -23,8 +23,8 @@ Outputs under RUN/reduce: hours, dispatch, lmp, flows, binding (.parquet) and su
 _RAMP_PCT = percent(100, "the ramp limit in percent of Pmax per hour")
 
 
-def add_arguments(p):
-    """The study's arguments (shared with ``emit-sbatch``)."""
+def add_arguments(p, run_dir=True):
+    """The study's arguments (shared with ``emit-sbatch``, which adds its own --run-dir)."""
     p.add_argument("mode", choices=("dc",), help="dc: linearised network (B-theta), solved by HiGHS")
     p.add_argument("case", help="MATPOWER .m (with gencost), PSS/E .raw or grid.arrow case")
     p.add_argument("--profiles", help="hourly loads: hour,load_mw | hour,load_scale | hour,bus_id,p_mw (Parquet/CSV), "
@@ -42,7 +42,8 @@ def add_arguments(p):
     p.add_argument("--hours", help="only profile hours A <= hour < B, written A:B")
     p.add_argument("--chunk-hours", type=positive_int, default=None,
                    help="hours per chunk, a multiple of the step (default: all hours with --ramp, else 168)")
-    p.add_argument("--run-dir", required=True, help="run directory (created, or continued for the same study)")
+    if run_dir:
+        p.add_argument("--run-dir", required=True, help="run directory (created, or continued for the same study)")
 
 
 def add_parser(sub):

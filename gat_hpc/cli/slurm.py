@@ -4,12 +4,13 @@ Studies plug in through :data:`STUDIES`: a name (the sub-command), the arguments
 and a ``plan(args)`` that returns either a :class:`Sweep` (chunk specs for ``create_or_open``:
 the run directory is made exactly as the study's own command makes it, so both give the same
 run id) or a :class:`Command` (one gat-hpc command run as an MPI job, such as the distributed
-power flow). N-1 contingency and adequacy studies register the same way.
+power flow). Registered: pf, nminus1, adequacy, opf and trivial.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import shlex
@@ -28,6 +29,10 @@ EXAMPLES = """examples:
   bash runs/year/submit.sh                        # array + reduce (afterok); ids go to run.json
   gat-hpc emit-sbatch pf ac case2000.m --profiles year.parquet --run-dir runs/year --submit
   gat-hpc emit-sbatch pf ac case70k.m --solver petsc --ntasks 64 --run-dir runs/big -pc_type lu
+  gat-hpc emit-sbatch nminus1 dc case2000.m --profiles year.parquet --chunk-hours 168 --run-dir runs/n1 --submit
+  gat-hpc emit-sbatch adequacy case118.m --reliability for.csv --profiles year.parquet --samples 100000 \
+      --chunk-samples 500 --run-dir runs/adq --submit
+  gat-hpc emit-sbatch opf dc case118.m --profiles year.parquet --chunk-hours 168 --run-dir runs/opf --submit
   gat-hpc runs describe --run-dir runs/year       # chunk states and the jobs' Slurm states
   gat-hpc runs retry-failed --run-dir runs/year --executor slurm
 
@@ -44,6 +49,7 @@ class Sweep:
     config: dict
     inputs: dict
     chunks: list
+    derived: dict | None = None
 
 
 @dataclass
@@ -117,6 +123,44 @@ register(StudyEntry("pf", "hourly AC power-flow sweep (array) or one distributed
                     _pf_arguments, _pf_plan))
 
 
+# ---------------------------------------------------------------- nminus1, adequacy, opf
+def _study_arguments(module):
+    def add(p):
+        mod = importlib.import_module(f"gat_hpc.cli.{module}")
+        mod.add_arguments(p, run_dir=False)
+    return add
+
+
+def _nminus1_plan(args):
+    from gat_hpc.cli.nminus1 import plan_study
+
+    config, inputs, chunks, derived = plan_study(args)
+    return Sweep("contingency", config, inputs, chunks, derived)
+
+
+def _adequacy_plan(args):
+    from gat_hpc.cli.adequacy import plan_study
+
+    if args.target_cov is not None:
+        raise InputError("emit-sbatch adequacy: --target-cov adds sample batches as results come in, which a "
+                         "fixed job array cannot do; give the number of --samples (or run `gat-hpc adequacy "
+                         "--target-cov ... --executor mpi` inside one allocation)")
+    return Sweep("adequacy", *plan_study(args))
+
+
+def _opf_plan(args):
+    from gat_hpc.cli.opf import plan_study
+
+    return Sweep("opf-dc", *plan_study(args))
+
+
+register(StudyEntry("nminus1", "N-1 / N-2 contingency screening across hours (array over hour x contingency chunks)",
+                    _study_arguments("nminus1"), _nminus1_plan))
+register(StudyEntry("adequacy", "Monte-Carlo resource adequacy (array over sample x hour chunks)",
+                    _study_arguments("adequacy"), _adequacy_plan))
+register(StudyEntry("opf", "rolling DC-OPF (array over chunks of windows)", _study_arguments("opf"), _opf_plan))
+
+
 # ---------------------------------------------------------------- trivial
 def _trivial_arguments(p):
     p.add_argument("--items", type=int, default=100, help="items in all (default 100)")
@@ -156,7 +200,7 @@ def add_parser(sub):
         p = es.add_parser(entry.name, help=entry.help, description=entry.help, epilog=EXAMPLES, formatter_class=FMT)
         entry.add_arguments(p)
         p.add_argument("--run-dir", required=True, help="run directory (created, or continued if it holds the same study)")
-        p.add_argument("--mode", choices=("array", "mpi"), default="array",
+        p.add_argument("--mode", dest="job_mode", choices=("array", "mpi"), default="array",
                        help="array: one array task per chunk group (default); mpi: one MPI job of --ntasks ranks "
                             "running every chunk with the MPI executor, then the reduce")
         p.add_argument("--submit", action="store_true", help="submit the jobs now and record their ids in run.json")
@@ -187,19 +231,19 @@ def cmd_emit(args):
     plan = args.study_entry.plan(args)
     rd = None
     if isinstance(plan, Command):
-        if args.mode == "array":
-            args.mode = "mpi"  # one command: nothing to spread over an array
+        if args.job_mode == "array":
+            args.job_mode = "mpi"  # one command: nothing to spread over an array
         os.makedirs(os.path.join(run_dir, "logs"), exist_ok=True)
         write_mpi_scripts(run_dir, settings, plan.argv, plan.description, plan.study)
         print(f"{plan.description}: one MPI job of {settings.ntasks} rank(s), launched with {settings.launcher}")
         written = ["mpi.sbatch", "submit.sh"]
     else:
         n_tasks = -(-len(plan.chunks) // settings.chunks_per_task)
-        if args.mode == "array":
+        if args.job_mode == "array":
             check_array_size(n_tasks, settings, len(plan.chunks), run_dir)  # before anything is written
         rd = create_or_open(LocalExecutor(), run_dir, plan.study, plan.config, plan.inputs, plan.chunks,
-                            command=sys.argv)
-        if args.mode == "array":
+                            command=sys.argv, derived=plan.derived)
+        if args.job_mode == "array":
             write_array_scripts(rd, settings)
             throttle = f", at most {settings.array_throttle} at once" if settings.array_throttle else ""
             print(f"run {rd.run_id[:12]} ({rd.study}): {rd.n_chunks} chunks in {n_tasks} array task(s) of "

@@ -232,3 +232,38 @@ def test_time_limit_usr1_abandons_the_chunk_cleanly(cluster):
     assert not list((run / "data").rglob("*.parquet")) and not list(run.rglob("*.tmp"))
     assert never_runs(_time_limit["ids"]["reduce"])
     subprocess.run(["scancel", _time_limit["ids"]["reduce"]], check=True)
+
+
+def test_contingency_adequacy_and_opf_arrays_equal_local_runs(cluster, tmp_path):
+    """emit-sbatch nminus1 / adequacy / opf: the three arrays run at once; each reduced table equals its local run."""
+    prof = write_profile(tmp_path / "p.parquet", 48)
+    rel = tmp_path / "for.csv"
+    rel.write_text("gen_id,for,mttr_h\n" + "".join(f"{g},{0.02 + 0.01 * (g % 5)},{10 + g}\n" for g in range(1, 55)))
+    studies = {
+        "nminus1": (["nminus1", "dc", CASE118, "--profiles", prof, "--chunk-hours", 12, "--chunk-contingencies", 60,
+                     "--ac-threshold", 90],
+                    ("contingencies", "violations", "top_violations")),
+        "adequacy": (["adequacy", CASE118, "--reliability", rel, "--profiles", prof, "--method", "sequential",
+                      "--samples", 300, "--chunk-samples", 50, "--chunk-hours", 24, "--seed", 3],
+                     ("adequacy", "hourly")),
+        "opf": (["opf", "dc", CASE118, "--profiles", prof, "--horizon", 12, "--chunk-hours", 12], ("dispatch", "lmp", "flows")),  # hours.parquet holds solve times
+    }
+    jobs = {}
+    for name, (argv, _) in studies.items():
+        r = gat(*argv, "--run-dir", tmp_path / f"{name}-local", "--quiet")
+        assert r.returncode == 0, (name, r.stderr)
+        r = gat("emit-sbatch", *argv, "--run-dir", tmp_path / name, "--venv", VENV, "--time", 10, "--submit")
+        assert r.returncode == 0, (name, r.stderr)
+        assert "array task(s)" in r.stdout, r.stdout
+        jobs[name] = submitted_ids(r.stdout)
+    ids = [j for ids_ in jobs.values() for j in ids_.values()]
+    until(lambda: not in_queue(*ids), 240, "the three arrays and their reduces to leave the queue")
+    for name, (argv, tables) in studies.items():
+        run = tmp_path / name
+        assert set(task_states(jobs[name]["array"]).values()) == {"COMPLETED"}, name
+        assert tasks(jobs[name]["reduce"])[0]["JobState"] == "COMPLETED", name
+        local = json.loads((tmp_path / f"{name}-local" / "run.json").read_text())["run_id"]
+        assert json.loads((run / "run.json").read_text())["run_id"] == local  # planned exactly as the command plans
+        assert_same_tables(reduced(run, tables), reduced(tmp_path / f"{name}-local", tables))
+    r = gat("emit-sbatch", *studies["adequacy"][0], "--target-cov", 0.05, "--run-dir", tmp_path / "cov")
+    assert r.returncode == 2 and "--target-cov" in r.stderr and not (tmp_path / "cov").exists()
