@@ -407,3 +407,62 @@ def test_bad_input(tmp_path, three_units):
     neg.write_text("gen_id,for,mttr_h\n1,0.1,-3\n")
     r = run_cli(case, "--reliability", neg, "--profiles", prof, "--run-dir", tmp_path / "r6")
     assert r.returncode == 2 and "mttr_h" in r.stderr
+
+
+# ---------------------------------------------------------------- philox states (the GPU's)
+def philox_run(tmp_path, name, *extra):
+    net = read_matpower(case_path("case118"))
+    rng = np.random.default_rng(12)
+    q = rng.uniform(0.04, 0.12, net.n_gen)
+    q[5] = 0.0  # a unit that never fails
+    rel = write_reliability(tmp_path / "r.csv", q)
+    cap = (net.pmax * net.base_mva)[net.gen_status].sum()
+    load = 0.8 * cap * (0.8 + 0.2 * np.sin(np.arange(72) / 5))
+    prof = write_profile(tmp_path / "p.parquet", load)
+    run = tmp_path / name
+    assert adequacy(case_path("case118"), "--reliability", rel, "--profiles", prof, "--seed", 21, "--rng", "philox",
+                    "--run-dir", run, "--quiet", *extra) == 0
+    return net, q, load, run
+
+
+def test_philox_states_equal_the_capacity_check_and_any_chunking(tmp_path):
+    """--rng philox (the GPU path's states, here drawn by the kernel's numpy twin): the per-sample and
+    hourly tables equal one direct capacity_check of every sample and hour, whatever the chunking."""
+    from gat_hpc.cuda.adequacy import capacity_check_numpy
+
+    net, q, load, run = philox_run(tmp_path, "a", "--samples", 300, "--chunk-samples", 70, "--chunk-hours", 30)
+    *_, run_b = philox_run(tmp_path, "b", "--samples", 300, "--executor", "process", "--max-procs", 2)
+    on = net.gen_status & (net.pmax > 0)
+    res = capacity_check_numpy(np.where(on, net.pmax * net.base_mva, 0.0), q,
+                               np.rint(load / A.QUANTUM_MW) * A.QUANTUM_MW, 300, 21, quantum_mw=A.QUANTUM_MW)
+    t = pq.read_table(run / "reduce" / "adequacy.parquet")
+    assert t["lole_h"].to_pylist() == res.lole_h.tolist() and res.lole_h.sum() > 50
+    assert np.array_equal(t["eue_mwh"].to_numpy(), np.rint(res.eue_mwh / A.QUANTUM_MW) / 1000.0)
+    hourly = pq.read_table(run / "reduce" / "hourly.parquet")
+    assert np.allclose(hourly["lolp"].to_numpy(), res.hour_lol / 300, rtol=0, atol=1e-15)
+    for name in ("adequacy", "hourly"):
+        assert pq.read_table(run_b / "reduce" / f"{name}.parquet").equals(pq.read_table(run / "reduce" / f"{name}.parquet"))
+    s = json.loads((run / "reduce" / "summary.json").read_text())
+    assert s["lole_h_per_yr"]["mean"] == pytest.approx(res.lole_h.mean(), rel=1e-12)
+
+
+def test_philox_estimates_agree_with_copt(tmp_path):
+    net, q, load, run = philox_run(tmp_path, "a", "--samples", 2000)
+    on = net.gen_status & (net.pmax > 0)
+    lole_x, eue_x, _ = exact_indices(np.rint((net.pmax * net.base_mva)[on] / A.QUANTUM_MW), q[on], 0.0,
+                                     np.rint(load / A.QUANTUM_MW), A.QUANTUM_MW)
+    s = json.loads((run / "reduce" / "summary.json").read_text())
+    for key, exact in (("lole_h_per_yr", lole_x), ("eue_mwh_per_yr", eue_x)):
+        assert abs(s[key]["mean"] - exact) < 3.3 * s[key]["se"], (key, s[key], exact)
+
+
+def test_device_and_rng_refusals(tmp_path, three_units):
+    from gat_hpc.cuda.runtime import gpu_available
+
+    case, rel, prof = three_units
+    base = [case, "--reliability", rel, "--profiles", prof, "--quiet"]
+    assert adequacy(*base, "--rng", "philox", "--method", "sequential", "--run-dir", tmp_path / "a") == 2
+    assert adequacy(*base, "--device", "gpu", "--rng", "pcg64", "--run-dir", tmp_path / "b") == 2
+    if not gpu_available()[0]:
+        assert adequacy(*base, "--device", "gpu", "--run-dir", tmp_path / "c") == 2
+    assert not any((tmp_path / x).exists() for x in "abc")

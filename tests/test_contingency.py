@@ -298,3 +298,29 @@ def test_proportional_dispatch_meets_demand_or_says_why():
     free = on & (pg[:, 1] > lo_g + 1e-9) & (pg[:, 1] < net.pmax - 1e-9) & (net.pg > 0)
     ratio = pg[free, 1] / net.pg[free]
     assert np.ptp(ratio) < 1e-9
+
+
+@pytest.mark.parametrize("precision,atol", [("float64", 1e-10), ("float32", 2e-4)])
+def test_gpu_screen_path_with_the_kernels_twin_equals_the_cpu_screen(tmp_path, precision, atol):
+    """--device gpu's code path (LodfScreen, flows re-evaluated, nulls for the flow extremes) run
+    with the kernel's numpy twin; tests/gpu runs the same comparison with the CUDA kernel.
+    float32: 2.5 eps32 (|f| + |LODF f_k|) / rating stays below 2e-4 % on case118 here."""
+    from tests.gpu.cases import assert_device_chunk_matches, contingency_chunk
+
+    case = case_path("case118")
+    ref = contingency_chunk(tmp_path, case, 6, "cpu", rate_from_flow=1.3)
+    got = contingency_chunk(tmp_path, case, 6, "twin", precision, rate_from_flow=1.3)
+    assert_device_chunk_matches(ref, got, atol)
+    assert got[2]["device"] == "twin" and got[2]["device_screen_s"] > 0
+
+
+def test_device_gpu_without_a_gpu_is_one_clear_error(tmp_path, capsys):
+    from gat_hpc.cuda.runtime import gpu_available
+
+    if gpu_available()[0]:
+        pytest.skip("a GPU is present: the message is for machines without one")
+    assert nminus1("dc", case_path("case30"), "--device", "gpu", "--run-dir", tmp_path / "r", "--quiet") == 2
+    assert not (tmp_path / "r").exists()
+    assert nminus1("dc", case_path("case30"), "--precision", "float64", "--run-dir", tmp_path / "s", "--quiet") == 2
+    assert nminus1("dc", case_path("case30"), "--device", "gpu", "--violations-per-contingency", "17",
+                   "--run-dir", tmp_path / "t", "--quiet") == 2

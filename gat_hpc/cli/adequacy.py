@@ -18,6 +18,8 @@ EXAMPLES = """examples:
   gat-hpc adequacy case118.m --reliability for.csv --profiles year.parquet --network dc \\
       --samples 200 --run-dir runs/adq-dc
   gat-hpc adequacy case118.m --reliability for.csv --profiles year.parquet --method analytic --run-dir runs/copt
+  gat-hpc adequacy case118.m --reliability for.csv --profiles year.parquet --samples 1000000 \
+      --chunk-samples 100000 --device gpu --run-dir runs/adq-gpu
   mpirun -n 8 gat-hpc adequacy case118.m --reliability for.csv --profiles year.parquet \\
       --samples 100000 --executor mpi --run-dir runs/adq-big
 
@@ -59,7 +61,7 @@ def _mw(text):
 
 def add_arguments(p, run_dir=True):
     """The study's arguments (shared with ``emit-sbatch``, which adds its own --run-dir)."""
-    from gat_hpc.studies.adequacy import METHODS, NETWORKS
+    from gat_hpc.studies.adequacy import METHODS, NETWORKS, RNGS
 
     p.add_argument("case", help="MATPOWER .m, PSS/E .raw or grid.arrow case")
     p.add_argument("--reliability", required=True, metavar="R.csv",
@@ -82,6 +84,12 @@ def add_arguments(p, run_dir=True):
     p.add_argument("--chunk-samples", type=positive_int, default=None,
                    help="samples per chunk (default 100; 10 with --network dc)")
     p.add_argument("--chunk-hours", type=positive_int, default=None, help="hours per chunk (default: all)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="gpu: copperplate non-sequential samples on the GPU (CUDA kernel, one GPU per process); "
+                        "implies --rng philox")
+    p.add_argument("--rng", choices=RNGS, default=None,
+                   help="unit states from pcg64 (default: SeedSequence(seed, spawn_key=(sample,))) or philox "
+                        "(Philox4x32-10 keyed by seed, sample, hour and unit: the GPU's states, identical on the CPU)")
     p.add_argument("--copt-step-mw", type=_mw, default=None,
                    help="analytic: round capacities to multiples of this (default: exact, the gcd of the capacities)")
     if run_dir:
@@ -95,7 +103,7 @@ def add_parser(sub):
                        description="Sample unit outages (reproducibly, per sample) through the profile's hours and "
                                    "count loss of load, on a copperplate or under DC network limits; writes one row "
                                    "per sample (reduce/adequacy.parquet), the hourly LOLP (reduce/hourly.parquet) and "
-                                   "reduce/summary.json with means, standard errors and 95%% intervals.",
+                                   "reduce/summary.json with means, standard errors and 95% intervals.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     add_executor_args(p)
@@ -111,13 +119,21 @@ def config_from(args):
         raise InputError("--method analytic is exact for --network copperplate only")
     if args.copt_step_mw is not None and args.method != "analytic":
         raise InputError("--copt-step-mw applies to --method analytic only")
+    rng = args.rng or ("philox" if args.device == "gpu" else "pcg64")
+    if args.device == "gpu" and rng != "philox":
+        raise InputError("--device gpu draws unit states with --rng philox")
+    extra = {}
+    if rng == "philox":
+        if args.method != "nonsequential" or args.network != "copperplate":
+            raise InputError("--rng philox and --device gpu sample --method nonsequential --network copperplate only")
+        extra = {"rng": "philox", "device": args.device}
     chunk = args.chunk_samples or (10 if args.network == "dc" else 100)
     chunk = min(chunk, args.samples)
     batch = args.batch_samples or max(chunk, -(-args.samples // 10))
     return dict(method=args.method, network=args.network, samples=args.samples if args.method != "analytic" else 0,
                 seed=args.seed, hours=list(hours) if hours else None, target_cov=args.target_cov,
                 batch_samples=batch if args.target_cov else None, chunk_samples=chunk,
-                chunk_hours=args.chunk_hours, copt_step_mw=args.copt_step_mw)
+                chunk_hours=args.chunk_hours, copt_step_mw=args.copt_step_mw, **extra)
 
 
 def plan_study(args):
@@ -164,6 +180,12 @@ def run(args):
     from gat_hpc.studies.adequacy import Adequacy
 
     ex = make_executor_from(args)
+    if args.device == "gpu":
+        from gat_hpc.cuda.runtime import gpu_available
+
+        ok, reason = gpu_available()
+        if not ok:
+            raise InputError(reason)  # what is missing and what to do
     config, inputs, chunks = on_root(ex, lambda: plan_study(args))
     rd = create_or_open(ex, args.run_dir, "adequacy", config, inputs, chunks, sys.argv)
     label = f"adequacy {config['method']} {config['network']}"

@@ -14,6 +14,8 @@ EXAMPLES = """examples:
       --contingencies contab_ACTIVSg2000.m --ac-threshold 100 --run-dir runs/year --executor process
   gat-hpc nminus1 dc case30.m --depth 2 --n2-candidates 20 --run-dir runs/n2-30
   mpirun -n 4 gat-hpc nminus1 ac case118.m --executor mpi --run-dir runs/ac118
+  gat-hpc nminus1 dc case_ACTIVSg10k.m --profiles day.parquet --device gpu --chunk-contingencies 20000 \
+      --run-dir runs/n1-gpu
 """
 
 
@@ -63,6 +65,12 @@ def add_arguments(p, run_dir=True):
     p.add_argument("--chunk-contingencies", type=positive_int, default=500, help="contingencies per chunk (default 500)")
     p.add_argument("--tol", type=float, default=1e-8, help="AC mismatch tolerance, p.u.")
     p.add_argument("--max-iter", type=positive_int, default=20, help="AC Newton iterations per solve")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="gpu: single-branch outages screened by the CUDA LODF kernel, one GPU per process "
+                        "(PyCUDA; pairs, generators and AC stay on the CPU). See docs/contingency.md")
+    p.add_argument("--precision", choices=("float32", "float64"), default="float32",
+                   help="--device gpu arithmetic (default float32: loadings within "
+                        "2.5 eps32 (|f| + |LODF f_k|) / rating of float64)")
 
 
 def config_from(args):
@@ -71,7 +79,16 @@ def config_from(args):
     hours = parse_hours(args.hours)
     if args.tol <= 0:
         raise InputError("--tol must be positive")
-    return dict(mode=args.mode, depth=args.depth, n2_candidates=args.n2_candidates, threshold_pct=args.threshold,
+    device = {}
+    if args.device == "gpu":
+        from gat_hpc.cuda.screening import NMAX
+
+        if args.violations_per_contingency > NMAX:
+            raise InputError(f"--device gpu keeps at most {NMAX} --violations-per-contingency")
+        device = {"device": "gpu", "precision": args.precision}
+    elif args.precision != "float32":
+        raise InputError("--precision applies to --device gpu only")
+    return dict(**device,mode=args.mode, depth=args.depth, n2_candidates=args.n2_candidates, threshold_pct=args.threshold,
                 rating=args.rating, ac_threshold_pct=args.ac_threshold, dispatch=args.dispatch,
                 balancing=args.balancing, top=args.top, violations_per_contingency=args.violations_per_contingency,
                 chunk_hours=args.chunk_hours, chunk_contingencies=args.chunk_contingencies, tol=args.tol,
@@ -102,6 +119,12 @@ def run(args):
     from gat_hpc.runs.sweep import create_or_open, finish, on_root, run_chunks
 
     ex = make_executor_from(args)
+    if args.device == "gpu":
+        from gat_hpc.cuda.runtime import gpu_available
+
+        ok, reason = gpu_available()
+        if not ok:
+            raise InputError(reason)  # what is missing and what to do
     config, inputs, chunks, derived = on_root(ex, lambda: plan_study(args))
     rd = create_or_open(ex, args.run_dir, "contingency", config, inputs, chunks, sys.argv, derived=derived)
     run_chunks(rd, ex, quiet=args.quiet, label=f"nminus1 {args.mode}")

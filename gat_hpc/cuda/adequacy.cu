@@ -41,11 +41,15 @@ extern "C" __global__ void philox_words(const u32* __restrict__ ctr, u32 k0, u32
 
 // One thread per (hour, sample): capacity on outage, shortfall; block sums per sample.
 // thr/cap: n_units entries padded to a multiple of 4 (padding: thr 0, cap 0).
-// lole[s] += hours with available < load; eue_q[s] += sum of (load - available) over them.
+// load[h] is hour hour0 + h of the profile (the hour in the Philox counter), so a study cut
+// into chunks of hours draws the states one run does.
+// lole[s] += hours with available < load; eue_q[s] += sum of (load - available) over them;
+// per hour, over this launch's samples: hour_lol[h] += loss-of-load samples, hour_eue_q[h] += shortfall.
 extern "C" __global__ void __launch_bounds__(CAP_THREADS)
     capacity_check(const u32* __restrict__ thr, const i64* __restrict__ cap, int n_units,
-                   i64 cap_total, const i64* __restrict__ load, int H, i64 sample0, int n_samples,
-                   u32 k0, u32 k1, int* __restrict__ lole, i64* __restrict__ eue_q)
+                   i64 cap_total, const i64* __restrict__ load, int H, int hour0, i64 sample0, int n_samples,
+                   u32 k0, u32 k1, int* __restrict__ lole, i64* __restrict__ eue_q,
+                   unsigned long long* __restrict__ hour_lol, i64* __restrict__ hour_eue_q)
 {
     __shared__ __align__(16) u32 s_thr[UNIT_CHUNK];
     __shared__ __align__(16) i64 s_cap[UNIT_CHUNK];
@@ -53,9 +57,11 @@ extern "C" __global__ void __launch_bounds__(CAP_THREADS)
     __shared__ i64 s_sum[CAP_THREADS / 32];
     const int h = blockIdx.x * CAP_THREADS + threadIdx.x;
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    unsigned long long my_lol = 0;  // this thread's hour, over its samples
+    i64 my_short = 0;
     for (int si = blockIdx.y; si < n_samples; si += gridDim.y) {
         const unsigned long long s = (unsigned long long)(sample0 + si);
-        const u32 c1 = (u32)h, c2 = (u32)s, c3 = (u32)(s >> 32);
+        const u32 c1 = (u32)(hour0 + h), c2 = (u32)s, c3 = (u32)(s >> 32);
         i64 out_cap = 0;
         for (int u0 = 0; u0 < n_units; u0 += UNIT_CHUNK) {
             const int nu = min(UNIT_CHUNK, n_units - u0);
@@ -76,6 +82,8 @@ extern "C" __global__ void __launch_bounds__(CAP_THREADS)
         const i64 short_q = (h < H) ? load[h] - (cap_total - out_cap) : 0;
         int lol = short_q > 0 ? 1 : 0;  // loss of load: available strictly below load
         i64 sum = short_q > 0 ? short_q : 0;
+        my_lol += lol;
+        my_short += sum;
 #pragma unroll
         for (int off = 16; off > 0; off /= 2) {
             lol += __shfl_down_sync(0xffffffffu, lol, off);
@@ -97,5 +105,10 @@ extern "C" __global__ void __launch_bounds__(CAP_THREADS)
             if (ts) atomicAdd((unsigned long long*)(eue_q + si), (unsigned long long)ts);
         }
         __syncthreads();  // s_cnt/s_sum are read before the next sample overwrites them
+    }
+    // loss of load is rare: few threads hold a non-zero count, so few atomics
+    if (h < H && my_lol) {
+        atomicAdd(hour_lol + h, my_lol);
+        atomicAdd((unsigned long long*)(hour_eue_q + h), (unsigned long long)my_short);
     }
 }

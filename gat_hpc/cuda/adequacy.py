@@ -128,12 +128,16 @@ def outage_thresholds(outage_rate):
 @dataclass
 class AdequacyResult:
     """Per-sample indices: ``lole_h`` (loss-of-load hours, int64), ``eue_mwh`` (float64),
-    ``samples`` (the sample ids), ``n_hours``; ``lolp`` = lole_h / n_hours; ``timings``."""
+    ``samples`` (the sample ids), ``n_hours``; ``lolp`` = lole_h / n_hours; per hour, over
+    the samples: ``hour_lol`` (samples with loss of load, int64) and ``hour_eue_mwh``;
+    ``timings``."""
 
     samples: np.ndarray
     lole_h: np.ndarray
     eue_mwh: np.ndarray
     n_hours: int
+    hour_lol: np.ndarray = None
+    hour_eue_mwh: np.ndarray = None
     timings: dict = field(default_factory=dict)
 
     @property
@@ -183,10 +187,11 @@ def _check_samples(n_samples, sample0):
 
 
 def capacity_check(capacity_mw, outage_rate, load_mw, n_samples, seed, sample0=0,
-                   quantum_mw=1e-3, device="gpu", workers=1):
+                   quantum_mw=1e-3, device="gpu", workers=1, hour0=0):
     """LOLE and EUE of samples ``sample0 .. sample0 + n_samples - 1``; see the module docstring.
 
-    ``capacity_mw``, ``outage_rate``: per unit; ``load_mw``: per hour; ``seed``: 0..2^64-1;
+    ``capacity_mw``, ``outage_rate``: per unit; ``load_mw``: per hour, hours ``hour0 ..
+    hour0 + len(load_mw) - 1`` of the profile (the hour in the counter); ``seed``: 0..2^64-1;
     ``device``: "gpu" (kernel ``capacity_check``) or "cpu" (the vectorised numpy twin, on
     ``workers`` processes). Returns an :class:`AdequacyResult`; both devices give identical
     results for the same arguments.
@@ -194,30 +199,37 @@ def capacity_check(capacity_mw, outage_rate, load_mw, n_samples, seed, sample0=0
     device = runtime.check_device(device)
     n_samples, sample0 = _check_samples(n_samples, sample0)
     fleet = _fleet(capacity_mw, outage_rate, load_mw, seed, quantum_mw)
+    hour0 = int(hour0)
+    if hour0 < 0 or hour0 + len(fleet.load) > 1 << 31:
+        raise InputError(f"hour0 must be >= 0 with hour0 + hours < 2^31, got {hour0}")
     t0 = time.perf_counter()
     if device == "cpu":
-        lole, eue_q = _check_numpy(fleet, n_samples, sample0, max(1, int(workers)))
+        lole, eue_q, h_lol, h_eue_q = _check_numpy(fleet, n_samples, sample0, max(1, int(workers)), hour0)
         timings = {}
     else:
-        lole, eue_q, timings = _check_gpu(fleet, n_samples, sample0)
+        lole, eue_q, h_lol, h_eue_q, timings = _check_gpu(fleet, n_samples, sample0, hour0)
     timings["total"] = time.perf_counter() - t0
     return AdequacyResult(samples=np.arange(sample0, sample0 + n_samples, dtype=np.int64),
                           lole_h=lole.astype(np.int64), eue_mwh=eue_q * fleet.quantum,
-                          n_hours=len(fleet.load), timings=timings)
+                          n_hours=len(fleet.load), hour_lol=h_lol.astype(np.int64),
+                          hour_eue_mwh=h_eue_q * fleet.quantum, timings=timings)
 
 
 def capacity_check_numpy(capacity_mw, outage_rate, load_mw, n_samples, seed, sample0=0,
-                         quantum_mw=1e-3, workers=1):
+                         quantum_mw=1e-3, workers=1, hour0=0):
     """The numpy twin of :func:`capacity_check` (``device="cpu"``)."""
     return capacity_check(capacity_mw, outage_rate, load_mw, n_samples, seed, sample0,
-                          quantum_mw, "cpu", workers)
+                          quantum_mw, "cpu", workers, hour0)
 
 
-def _check_samples_numpy(fleet, n_samples, sample0):
-    """The numpy twin, serially, for samples sample0 .. sample0 + n_samples - 1: (lole, eue_q)."""
+def _check_samples_numpy(fleet, n_samples, sample0, hour0=0):
+    """The numpy twin, serially, for samples sample0 .. sample0 + n_samples - 1:
+    (lole, eue_q) per sample and (lol, eue_q) per hour."""
     n_hours, n_quads = len(fleet.load), len(fleet.thr) // 4
     lole = np.zeros(n_samples, dtype=np.int64)
     eue_q = np.zeros(n_samples, dtype=np.int64)
+    h_lol = np.zeros(n_hours, dtype=np.int64)
+    h_eue_q = np.zeros(n_hours, dtype=np.int64)
     quads = np.arange(n_quads, dtype=np.uint32)[None, :]
     block = max(1, (1 << 16) // n_quads)  # hours per step: ~64k Philox calls, cache-sized
     k0, k1 = fleet.key
@@ -225,7 +237,8 @@ def _check_samples_numpy(fleet, n_samples, sample0):
         s = sample0 + i
         for h0 in range(0, n_hours, block):
             h = np.arange(h0, min(n_hours, h0 + block), dtype=np.uint32)
-            words = philox_rounds(quads, h[:, None], np.uint32(s & _MASK32), np.uint32(s >> 32), k0, k1)
+            words = philox_rounds(quads, h[:, None] + np.uint32(hour0), np.uint32(s & _MASK32),
+                                  np.uint32(s >> 32), k0, k1)
             shape = (len(h), n_quads)
             x = np.stack([np.broadcast_to(w, shape) for w in words], axis=-1).reshape(len(h), -1)
             out = x < fleet.thr[None, :]
@@ -234,10 +247,12 @@ def _check_samples_numpy(fleet, n_samples, sample0):
             lol = shortfall > 0  # available strictly below load
             lole[i] += int(lol.sum())
             eue_q[i] += int(shortfall[lol].sum())
-    return lole, eue_q
+            h_lol[h] += lol
+            h_eue_q[h] += np.where(lol, shortfall, 0)
+    return lole, eue_q, h_lol, h_eue_q
 
 
-def _check_numpy(fleet, n_samples, sample0, workers):
+def _check_numpy(fleet, n_samples, sample0, workers, hour0=0):
     """The numpy twin on ``workers`` processes, each a contiguous range of samples.
 
     Processes, not threads: the twin is many mid-sized array operations, which threads in
@@ -247,7 +262,7 @@ def _check_numpy(fleet, n_samples, sample0, workers):
     """
     workers = min(workers, n_samples)
     if workers <= 1:
-        return _check_samples_numpy(fleet, n_samples, sample0)
+        return _check_samples_numpy(fleet, n_samples, sample0, hour0)
     bounds = np.linspace(0, n_samples, workers + 1).astype(int)
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
@@ -256,19 +271,22 @@ def _check_numpy(fleet, n_samples, sample0, workers):
         ctx = multiprocessing.get_context()
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         parts = list(pool.map(_check_samples_numpy, [fleet] * workers, np.diff(bounds),
-                              sample0 + bounds[:-1]))
-    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+                              sample0 + bounds[:-1], [hour0] * workers))
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            sum(p[2] for p in parts), sum(p[3] for p in parts))
 
 
-def _check_gpu(fleet, n_samples, sample0):
+def _check_gpu(fleet, n_samples, sample0, hour0=0):
     drv = runtime.ensure_context()
     fn = runtime.module("adequacy.cu").get_function("capacity_check")
-    fn.prepare("PPiqPiqiIIPP")
+    fn.prepare("PPiqPiiqiIIPPPP")
     t0 = time.perf_counter()
     d_thr, d_cap = runtime.to_device(fleet.thr), runtime.to_device(fleet.cap)
     d_load = runtime.to_device(fleet.load)
     d_lole = runtime.to_device(np.zeros(n_samples, dtype=np.int32))
     d_eue = runtime.to_device(np.zeros(n_samples, dtype=np.int64))
+    d_hlol = runtime.to_device(np.zeros(len(fleet.load), dtype=np.uint64))
+    d_heue = runtime.to_device(np.zeros(len(fleet.load), dtype=np.int64))
     drv.Context.synchronize()
     t1 = time.perf_counter()
     n_hours = len(fleet.load)
@@ -276,11 +294,11 @@ def _check_gpu(fleet, n_samples, sample0):
     start.record()
     fn.prepared_call((math.ceil(n_hours / 256), min(n_samples, 65535), 1), (256, 1, 1),
                      d_thr.gpudata, d_cap.gpudata, len(fleet.thr), fleet.cap_total,
-                     d_load.gpudata, n_hours, sample0, n_samples, fleet.key[0], fleet.key[1],
-                     d_lole.gpudata, d_eue.gpudata)
+                     d_load.gpudata, n_hours, hour0, sample0, n_samples, fleet.key[0], fleet.key[1],
+                     d_lole.gpudata, d_eue.gpudata, d_hlol.gpudata, d_heue.gpudata)
     stop.record()
     stop.synchronize()
     t2 = time.perf_counter()
     lole, eue_q = d_lole.get(), d_eue.get()
-    return lole, eue_q, {"upload": t1 - t0, "kernel": stop.time_since(start) * 1e-3,
+    return lole, eue_q, d_hlol.get().astype(np.int64), d_heue.get(), {"upload": t1 - t0, "kernel": stop.time_since(start) * 1e-3,
                          "download": time.perf_counter() - t2}

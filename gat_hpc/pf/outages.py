@@ -192,3 +192,39 @@ def multi_outage_flows(base, lodf_cols, outages):
     post = base + (lodf_cols @ coef).T
     post[:, outages] = 0.0
     return post
+
+
+def screen_branch_outages_lodf(base_mw, lodf_cols, outages, rating, monitored, threshold_pct, top, device="gpu",
+                               dtype=np.float32, screen=None):
+    """Single-branch outages through :class:`gat_hpc.cuda.screening.LodfScreen` (``--device gpu``).
+
+    The CUDA kernel (``device="gpu"``) or its numpy twin (``"cpu"``) gives per (hour, outage)
+    the maximum loading, its branch, the violation count and the ``top`` worst violations,
+    without the hours x outages x branches tensor. Their flows are re-evaluated here in float64
+    (``f[h, m] + LODF[m, k] f[h, k]``), so only the loadings carry the float32 rounding
+    (bound in :mod:`gat_hpc.cuda.screening`). The kernel does not track the largest absolute
+    flow or the flow extremes: those fields are NaN (written as nulls) and their branch -1.
+    ``screen``: a LodfScreen already built for these columns (to reuse across hour blocks).
+    Returns ``(Reduction, screen)``.
+    """
+    from gat_hpc.cuda.screening import NMAX, LodfScreen
+
+    if top > NMAX:
+        raise ValueError(f"at most {NMAX} violations per (hour, outage) on the GPU path, got {top}")
+    outages = np.asarray(outages, dtype=np.int64)
+    if screen is None:
+        limits = np.where(monitored & (rating > 0), rating, 0.0)
+        screen = LodfScreen(lodf_cols, outages, limits, dtype=dtype, device=device)
+    r = screen.screen(base_mw, threshold=threshold_pct / 100.0, top_n=top)
+    H, K = r.max_loading.shape
+    nan = np.full((H, K), np.nan)
+    h, k, j = np.nonzero(r.top_ids >= 0)
+    m = r.top_ids[h, k, j].astype(np.int64)
+    flow = base_mw[h, m] + lodf_cols[m, k] * base_mw[h, outages[k]]
+    red = Reduction(max_loading_pct=r.max_loading.astype(np.float64) * 100.0,
+                    argmax_loading=np.maximum(r.argmax, 0).astype(np.int64),
+                    n_violations=r.n_violations.astype(np.int64), max_abs_flow_mw=nan,
+                    argmax_abs_flow=np.full((H, K), -1, np.int64), max_flow_mw=nan.copy(), min_flow_mw=nan.copy(),
+                    violations=(h, k, m, flow, r.top_loading[h, k, j].astype(np.float64) * 100.0))
+    red.timings = r.timings
+    return red, screen

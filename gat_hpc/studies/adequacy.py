@@ -67,6 +67,7 @@ SCREEN_TOL = 1e-9  # relative slack on branch limits in the no-LP screen
 BLOCK_ELEMENTS = 1 << 22  # unit-hours handled at once (bounds memory: ~4 M)
 METHODS = ("nonsequential", "sequential", "analytic")
 NETWORKS = ("copperplate", "dc")
+RNGS = ("pcg64", "philox")  # philox: the counter-based states of gat_hpc.cuda.adequacy (GPU or its twin)
 
 
 # ---------------------------------------------------------------- reliability data
@@ -654,6 +655,8 @@ class Adequacy:
         if cfg["method"] == "analytic":
             return self._analytic_chunk(ctx, t0, t1, t_start)
         s0, s1 = spec.ranges["samples"]
+        if cfg.get("rng", "pcg64") == "philox":
+            return self._philox_chunk(ctx, s0, s1, t0, t1, t_start, cpu_start)
         fleet = ctx["fleet"]
         n_s, n_h = s1 - s0, t1 - t0
         horizon = len(ctx["rows"])
@@ -702,7 +705,15 @@ class Adequacy:
                 eue_kwh[i] += shed.sum(axis=1)
                 hour_lol[b0 - t0:b1 - t0] += lol.sum(axis=0)
                 hour_kwh[b0 - t0:b1 - t0] += shed.sum(axis=0)
+        return self._chunk_tables(ctx, s0, s1, t0, t1, (lole, eue_kwh, thermal, util_max, constrained, lp_solves),
+                                  hour_lol, hour_kwh, t_start, cpu_start)
+
+    @staticmethod
+    def _chunk_tables(ctx, s0, s1, t0, t1, per_sample, hour_lol, hour_kwh, t_start, cpu_start, **extra):
+        """The chunk's sample_parts and hour_parts tables and its metrics."""
+        lole, eue_kwh, thermal, util_max, constrained, lp_solves = per_sample
         hours = ctx["hours"]
+        n_s, n_h = s1 - s0, t1 - t0
         parts = pa.table({
             "scenario_id": pa.array(np.arange(s0, s1), pa.int64()),
             "first_hour": pa.array(np.full(n_s, hours[t0]), pa.int64()),
@@ -720,10 +731,32 @@ class Adequacy:
                        "lol": pa.array(hour_lol.astype(np.float64), pa.float64()),
                        "unserved_kwh": pa.array(hour_kwh, pa.float64())})
         secs = time.perf_counter() - t_start
-        metrics = {"samples": n_s, "hours": n_h, "sample_hours": n_s * n_h, "unit_hours": n_s * n_h * fleet.n_units,
-                   "seconds": secs, "cpu_s": time.process_time() - cpu_start, "lp_solves": int(lp_solves.sum()),
-                   "sample_hours_per_s": n_s * n_h / secs if secs > 0 else None}
+        metrics = {"samples": n_s, "hours": n_h, "sample_hours": n_s * n_h,
+                   "unit_hours": n_s * n_h * ctx["fleet"].n_units, "seconds": secs,
+                   "cpu_s": time.process_time() - cpu_start, "lp_solves": int(lp_solves.sum()),
+                   "sample_hours_per_s": n_s * n_h / secs if secs > 0 else None, **extra}
         return {"sample_parts": parts, "hour_parts": hp}, metrics
+
+    def _philox_chunk(self, ctx, s0, s1, t0, t1, t_start, cpu_start):
+        """Copperplate, non-sequential, unit states from Philox4x32-10 keyed by (seed, sample,
+        hour, unit): :func:`gat_hpc.cuda.adequacy.capacity_check` on the GPU (``device = gpu``)
+        or its numpy twin; both give the same tables, bit for bit. Unit u is row u of the case's
+        gen table (capacity 0 when out of service), so a generator's states do not depend on
+        which other generators can fail."""
+        from gat_hpc.cuda.adequacy import capacity_check
+
+        cfg, net = ctx["config"], ctx["net"]
+        on = net.gen_status & (net.pmax > 0)
+        cap = np.rint(np.where(on, net.pmax, 0.0) * net.base_mva / QUANTUM_MW) * QUANTUM_MW
+        q = np.clip(ctx["rel"].gen_for, 0.0, 1.0)
+        res = capacity_check(cap, q, ctx["load_q"][t0:t1] * QUANTUM_MW, s1 - s0, cfg["seed"], sample0=s0,
+                             quantum_mw=QUANTUM_MW, device=cfg.get("device", "cpu"), hour0=t0)
+        n_s = s1 - s0
+        zeros = np.zeros(n_s, dtype=np.int64)
+        per_sample = (res.lole_h, np.rint(res.eue_mwh / QUANTUM_MW), zeros, np.full(n_s, np.nan), zeros, zeros)
+        return self._chunk_tables(ctx, s0, s1, t0, t1, per_sample, res.hour_lol, np.rint(res.hour_eue_mwh / QUANTUM_MW),
+                                  t_start, cpu_start, device=cfg.get("device", "cpu"),
+                                  device_s=res.timings.get("total"))
 
     def _dc_hours(self, ctx, block, down, short_q):
         """Shedding (MW) per sample-hour in dc mode; the screen first, the LP for the rest."""

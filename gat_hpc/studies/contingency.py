@@ -275,7 +275,9 @@ class Contingency:
             lodf, bridge = self._lodf(ctx, out)
             islanding[sb[bridge]] = True
             ok = ~bridge
-            if np.any(ok):
+            if np.any(ok) and cfg.get("device", "cpu") != "cpu":
+                put(sb[ok], self._screen_device(ctx, f_mw, lodf[:, ok], out[ok], thr, top))
+            elif np.any(ok):
                 r = O.screen(f_mw, O.BranchOutageDeltas(f_mw, lodf[:, ok], out[ok]), rating, mon, thr, top)
                 put(sb[ok], r)
         # branch pairs
@@ -318,6 +320,9 @@ class Contingency:
         tables = self._tables(ctx, hours, unmet, cont, kinds, brs, gns, red, islanding, ac, vio, c0)
         metrics = {"hours": H, "contingencies": K, "post_outage_flows": int(H * K * net.n_branch),
                    "ac_solves": int(ac["verified"].sum()), "seconds": time.perf_counter() - t0}
+        if cfg.get("device", "cpu") != "cpu":
+            metrics["device"] = cfg["device"]
+            metrics["device_screen_s"] = float(sum(ctx.pop("device_seconds", [])))
         return tables, metrics
 
     # ---------------------------------------------------------- helpers
@@ -330,6 +335,22 @@ class Contingency:
                 cache.clear()
             cache[key] = lodf_columns(ctx["net"], out)
         return cache[key]
+
+    @staticmethod
+    def _screen_device(ctx, f_mw, lodf, out, thr, top):
+        """Single-branch outages on the GPU (``device = gpu``; ``twin`` runs the kernel's numpy twin).
+
+        The LODF is uploaded (scaled and tiled) once per set of outages and reused by the chunks
+        of other hours that this process runs."""
+        cfg = ctx["config"]
+        dtype = np.dtype(cfg.get("precision", "float32"))
+        device = "gpu" if cfg["device"] == "gpu" else "cpu"
+        key = ("screen", out.tobytes(), dtype.str, device)
+        cache = ctx["cache"]
+        red, cache[key] = O.screen_branch_outages_lodf(f_mw, lodf, out, ctx["rating"], ctx["monitored"], thr, top,
+                                                       device=device, dtype=dtype, screen=cache.get(key))
+        ctx.setdefault("device_seconds", []).append(red.timings.get("total", 0.0))
+        return red
 
     @staticmethod
     def _gen_distribution(ctx, g):
@@ -546,10 +567,11 @@ class Contingency:
             "contingency_branch_id2": opt(np.tile(second_branch, H), np.tile(second_branch >= 0, H), pa.int64()),
             "contingency_gen_id": opt(np.tile(gen_id, H), np.tile(gen_id >= 0, H), pa.int64()),
             "branch_count": pa.array(np.full(H * K, int(ctx["monitored"].sum())), pa.int32()),
-            "max_flow_branch_id": opt(net.branch_id[np.clip(arga, 0, None)], screened, pa.int64()),
-            "max_abs_flow_mw": opt(red.max_abs_flow_mw.ravel(), screened),
-            "max_flow_mw": opt(red.max_flow_mw.ravel(), screened),
-            "min_flow_mw": opt(red.min_flow_mw.ravel(), screened),
+            # the GPU screen leaves the flow extremes out (NaN, branch -1): nulls
+            "max_flow_branch_id": opt(net.branch_id[np.clip(arga, 0, None)], screened & (arga >= 0), pa.int64()),
+            "max_abs_flow_mw": opt(red.max_abs_flow_mw.ravel(), screened & np.isfinite(red.max_abs_flow_mw.ravel())),
+            "max_flow_mw": opt(red.max_flow_mw.ravel(), screened & np.isfinite(red.max_flow_mw.ravel())),
+            "min_flow_mw": opt(red.min_flow_mw.ravel(), screened & np.isfinite(red.min_flow_mw.ravel())),
             "max_loading_pct": opt(mxl, screened & np.isfinite(mxl)),
             "violation_count": pa.array(np.where(screened, red.n_violations.ravel(), 0), pa.int32()),
             "violated": pa.array(violated, pa.bool_()),

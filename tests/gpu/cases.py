@@ -61,3 +61,70 @@ def reference_screen(flows, lodf_cols, out_idx, ratings, threshold, top_n):
             count[h, k] = len(viol)
             tops[h, k] = sorted(viol, key=lambda t: (-t[0], t[1]))[:top_n]
     return loading, mx, count, tops
+
+
+def contingency_chunk(tmp_path, case, hours, device="cpu", precision="float64", threshold=100.0, top=5,
+                      rate_from_flow=None):
+    """One chunk of the N-1 study (every contingency x ``hours`` profile hours) run through
+    ``Contingency.run_chunk`` with config ``device`` ("cpu": the numpy LODF screen; "twin": the
+    GPU path with the kernel's numpy twin; "gpu": the CUDA kernel). ``rating_scale`` shrinks
+    rateA: when given, rateA = that factor x |base-case DC flow| + 5 MW
+    (every seventh branch unrated), so that outages overload branches. Returns (contingencies, violations) tables, the
+    violations sorted by (hour, contingency, branch)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gat_hpc.runs.spec import ChunkSpec
+    from gat_hpc.studies.contingency import Contingency, all_branch_contingencies, load_profile
+
+    net = read_matpower(case)
+    if rate_from_flow is not None:
+        rate = np.round(rate_from_flow * np.abs(solve_dc(net).p_from_mw) + 5.0, 1)
+        rate[::7] = 0.0
+        net.rate_a_mva = rate
+    h = np.arange(hours)
+    prof = os.path.join(tmp_path, f"profile-{hours}.parquet")
+    pq.write_table(pa.table({"hour": h, "load_scale": 0.85 + 0.25 * np.sin(2 * np.pi * h / 24) ** 2}), prof)
+    cfg = dict(mode="dc", depth=1, n2_candidates=1, threshold_pct=threshold, rating="rateA", ac_threshold_pct=None,
+               dispatch="proportional", balancing="slack", top=100, violations_per_contingency=top,
+               chunk_hours=hours, chunk_contingencies=10 ** 9, tol=1e-8, max_iter=20, hours=None,
+               contingencies="all")
+    if device != "cpu":
+        cfg.update(device=device, precision=precision)
+    profile = load_profile(prof, net)
+    ctx = Contingency._base_context(net, profile, cfg)
+    ctx["cont"] = all_branch_contingencies(net)
+    ctx["hours_sel"] = profile.select(None)
+    spec = ChunkSpec(run_id="x", chunk_id=0, study="contingency",
+                     ranges={"hours": [0, hours], "contingencies": [0, ctx["cont"].num_rows]})
+    tables, metrics = Contingency().run_chunk(ctx, spec)
+    v = tables["violations"]
+    v = v.take(np.lexsort([v[c].to_numpy() for c in ("monitored_branch_id", "contingency_index", "hour")]))
+    return tables["contingencies"], v, metrics
+
+
+def assert_device_chunk_matches(ref, got, loading_atol):
+    """The GPU path's tables against the CPU screen's: loadings within ``loading_atol`` (percent),
+    counts and violation rows equal, the flow extremes null on the GPU path."""
+    (rc, rv, _), (gc, gv, _) = ref, got
+    assert rc.num_rows == gc.num_rows
+    for name in ("hour", "contingency_index", "islanding", "violated", "violation_count"):
+        assert rc[name].to_pylist() == gc[name].to_pylist(), name
+    a = rc["max_loading_pct"].to_numpy(zero_copy_only=False)
+    b = gc["max_loading_pct"].to_numpy(zero_copy_only=False)
+    assert np.array_equal(np.isnan(a), np.isnan(b))
+    assert np.nanmax(np.abs(a - b)) <= loading_atol, np.nanmax(np.abs(a - b))
+    screened = ~np.asarray(gc["islanding"].to_pylist())
+    assert gc["max_abs_flow_mw"].null_count == gc.num_rows  # not computed by the kernel
+    assert rc["max_abs_flow_mw"].null_count == int((~screened).sum())
+    assert rv.num_rows == gv.num_rows and rv.num_rows > 0
+    for name in ("hour", "contingency_index"):
+        assert rv[name].to_pylist() == gv[name].to_pylist(), name
+    key = rv["hour"].to_numpy() * 10 ** 6 + rv["contingency_index"].to_numpy()
+    same = np.asarray(rv["monitored_branch_id"].to_pylist()) == np.asarray(gv["monitored_branch_id"].to_pylist())
+    # a top-N cut between two loadings equal to within the rounding (parallel branches) may
+    # pick either branch: then the sorted loadings below still agree
+    assert same.mean() > 0.99, same.mean()
+    ls = lambda t: np.concatenate([np.sort(t["loading_pct"].to_numpy()[key == k]) for k in np.unique(key)])
+    assert np.max(np.abs(ls(rv) - ls(gv))) <= loading_atol
+    assert np.max(np.abs(rv["flow_mw"].to_numpy()[same] - gv["flow_mw"].to_numpy()[same])) < 1e-8

@@ -205,11 +205,14 @@ def test_capacity_check_identical_indices(n_units, sample0):
     mean = (cap * np.where(q < 1, 1 - q, 0)).sum()
     sd = np.sqrt((cap ** 2 * np.where(q < 1, q * (1 - q), 0)).sum())
     load = (mean - 1.5 * sd) * (0.9 + 0.1 * np.sin(np.arange(hours) / 11.0))
-    gpu = adequacy.capacity_check(cap, q, load, 19, seed=77, sample0=sample0)
-    cpu = adequacy.capacity_check_numpy(cap, q, load, 19, seed=77, sample0=sample0, workers=4)
-    assert gpu.lole_h.sum() > 10
-    np.testing.assert_array_equal(gpu.lole_h, cpu.lole_h)
-    np.testing.assert_array_equal(gpu.eue_mwh, cpu.eue_mwh)
+    for hour0 in (0, 4000):
+        gpu = adequacy.capacity_check(cap, q, load, 19, seed=77, sample0=sample0, hour0=hour0)
+        cpu = adequacy.capacity_check_numpy(cap, q, load, 19, seed=77, sample0=sample0, workers=4, hour0=hour0)
+        assert gpu.lole_h.sum() > 10
+        np.testing.assert_array_equal(gpu.lole_h, cpu.lole_h)
+        np.testing.assert_array_equal(gpu.eue_mwh, cpu.eue_mwh)
+        np.testing.assert_array_equal(gpu.hour_lol, cpu.hour_lol)
+        np.testing.assert_array_equal(gpu.hour_eue_mwh, cpu.hour_eue_mwh)
 
 
 def test_select_device_is_stable():

@@ -239,6 +239,16 @@ def test_capacity_check_is_chunking_independent():
     np.testing.assert_array_equal(whole.eue_mwh, np.concatenate([a.eue_mwh, b.eue_mwh]))
     other = adequacy.capacity_check_numpy(cap, q, load, 10, seed=6)
     assert not np.array_equal(whole.eue_mwh, other.eue_mwh)
+    # per hour: the sums over samples, split the same way
+    np.testing.assert_array_equal(whole.hour_lol, a.hour_lol + b.hour_lol)
+    assert whole.hour_lol.sum() == whole.lole_h.sum() > 0
+    assert whole.hour_eue_mwh.sum() == pytest.approx(whole.eue_mwh.sum(), rel=1e-12)
+    # cut into hours 0..119 and 120..199 (hour0): the same states, hence the same totals
+    h1 = adequacy.capacity_check_numpy(cap, q, load[:120], 10, seed=5)
+    h2 = adequacy.capacity_check_numpy(cap, q, load[120:], 10, seed=5, hour0=120, workers=2)
+    np.testing.assert_array_equal(whole.lole_h, h1.lole_h + h2.lole_h)
+    np.testing.assert_array_equal(whole.hour_lol, np.concatenate([h1.hour_lol, h2.hour_lol]))
+    np.testing.assert_array_equal(whole.hour_eue_mwh, np.concatenate([h1.hour_eue_mwh, h2.hour_eue_mwh]))
 
 
 def test_lolp_and_eue_match_enumeration():
