@@ -34,6 +34,16 @@ def per_bus_network(net):
     return work
 
 
+def set_hour(work, prof, k, case_pg, case_total, dispatch):
+    """Put profile hour ``k``'s bus loads (and, ``proportional``, the scaled case dispatch) into ``work``."""
+    load = prof.bus_load(k)
+    work.load_p = load.real
+    work.load_q = load.imag
+    if dispatch == "proportional" and case_total > 0:
+        work.pg = case_pg * (float(load.real.sum()) / case_total)
+    return load
+
+
 class PFHourly:
     name = "pf-hourly"
     tables = {"hours": ["hour"], "buses": ["hour", "bus_id"], "flows": ["hour", "branch_id"]}
@@ -72,11 +82,7 @@ class PFHourly:
         V = None
         t0 = time.perf_counter()
         for k in range(a, b):
-            load = prof.bus_load(k)
-            work.load_p = load.real
-            work.load_q = load.imag
-            if cfg.get("dispatch", "proportional") == "proportional" and case_total > 0:
-                work.pg = case_pg * (float(load.real.sum()) / case_total)
+            load = set_hour(work, prof, k, case_pg, case_total, cfg.get("dispatch", "proportional"))
             try:
                 res = solve_ac(work, tol=cfg["tol"], max_iter=cfg["max_iter"], init=cfg["init"],
                                q_limits=cfg["q_limits"], v0=V, cache=ctx["cache"])
