@@ -107,8 +107,9 @@ def test_bad_input_exits_nonzero_with_one_clear_line_and_keeps_old_output(tmp_pa
         r = gat("pf", "ac", path, "--out", out, "--quiet")
         assert r.returncode == code, (label, r.returncode, r.stderr)
         lines = r.stderr.strip().splitlines()
-        assert len(lines) == 1, (label, r.stderr)
+        assert len(lines) == 2, (label, r.stderr)  # the error, then the doc page to read
         assert lines[0].startswith("gat-hpc: error: "), (label, r.stderr)
+        assert lines[1].startswith("gat-hpc: see docs/") and "`gat-hpc pf --help`" in lines[1], (label, r.stderr)
         assert re.search(pattern, lines[0]), (label, lines[0])
         assert "Traceback" not in r.stderr
         # the earlier output is untouched and nothing half-written is left beside it

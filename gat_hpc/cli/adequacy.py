@@ -18,7 +18,7 @@ EXAMPLES = """examples:
   gat-hpc adequacy case118.m --reliability for.csv --profiles year.parquet --network dc \\
       --samples 200 --run-dir runs/adq-dc
   gat-hpc adequacy case118.m --reliability for.csv --profiles year.parquet --method analytic --run-dir runs/copt
-  gat-hpc adequacy case118.m --reliability for.csv --profiles year.parquet --samples 1000000 \
+  gat-hpc adequacy case118.m --reliability for.csv --profiles year.parquet --samples 1000000 \\
       --chunk-samples 100000 --device gpu --run-dir runs/adq-gpu
   mpirun -n 8 gat-hpc adequacy case118.m --reliability for.csv --profiles year.parquet \\
       --samples 100000 --executor mpi --run-dir runs/adq-big

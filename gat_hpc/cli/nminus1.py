@@ -14,7 +14,7 @@ EXAMPLES = """examples:
       --contingencies contab_ACTIVSg2000.m --ac-threshold 100 --run-dir runs/year --executor process
   gat-hpc nminus1 dc case30.m --depth 2 --n2-candidates 20 --run-dir runs/n2-30
   mpirun -n 4 gat-hpc nminus1 ac case118.m --executor mpi --run-dir runs/ac118
-  gat-hpc nminus1 dc case_ACTIVSg10k.m --profiles day.parquet --device gpu --chunk-contingencies 20000 \
+  gat-hpc nminus1 dc case_ACTIVSg10k.m --profiles day.parquet --device gpu --chunk-contingencies 20000 \\
       --run-dir runs/n1-gpu
 """
 

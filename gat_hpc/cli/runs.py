@@ -42,7 +42,7 @@ def add_parser(sub):
                        epilog="examples:\n  gat-hpc worker --run-dir runs/n1 --chunk 3\n"
                               "  SLURM_ARRAY_TASK_ID=2 gat-hpc worker --run-dir runs/n1 --chunks-per-task 4",
                        formatter_class=FMT)
-    w.add_argument("--run-dir", required=True)
+    w.add_argument("--run-dir", required=True, help="the run directory (made by a study command or emit-sbatch)")
     w.add_argument("--chunk", type=int, default=None, help="chunk id (default: from SLURM_ARRAY_TASK_ID)")
     w.add_argument("--chunks-per-task", type=int, default=1, help="chunks per array task (default 1)")
     w.add_argument("--force", action="store_true", help="run the chunk even if it is done")
@@ -52,9 +52,9 @@ def add_parser(sub):
                        description="Merge every chunk's partitions into RUN/reduce/<table>.parquet and summary.json. "
                                    "Idempotent: running it again gives the same files.",
                        epilog="example:\n  gat-hpc reduce --run-dir runs/pf2000", formatter_class=FMT)
-    r.add_argument("--run-dir", required=True)
+    r.add_argument("--run-dir", required=True, help="the run directory to reduce")
     r.add_argument("--partial", action="store_true", help="reduce the chunks that are done even if some are not")
-    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--quiet", action="store_true", help="no summary line on stderr")
     r.set_defaults(func=cmd_reduce)
 
     runs = sub.add_parser("runs", help="list, describe, resume or retry runs",
@@ -66,20 +66,45 @@ def add_parser(sub):
                           formatter_class=FMT)
     rs = runs.add_subparsers(dest="runs_command", metavar="ACTION")
     rs.required = True
-    ls = rs.add_parser("list", help="run directories under the given folders")
+    ls = rs.add_parser("list", help="run directories under the given folders",
+                       description="Find run directories (folders holding run.json) under each ROOT and print one "
+                                   "line per run: run id, study, chunks done of all, creation time and path.",
+                       epilog="examples:\n  gat-hpc runs list\n  gat-hpc runs list runs/ /scratch/$USER/runs --json",
+                       formatter_class=FMT)
     ls.add_argument("roots", nargs="*", default=["."], help="folders to search (default: .)")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="a JSON list instead of the table")
     ls.set_defaults(func=cmd_list)
-    d = rs.add_parser("describe", help="status counts, failures, time per chunk, throughput")
-    d.add_argument("--run-dir", required=True)
-    d.add_argument("--json", action="store_true")
+    d = rs.add_parser("describe", help="status counts, failures, time per chunk, throughput",
+                      description="Report a run: chunks by status (done, missing, failed, corrupt), the error text "
+                                  "of failed chunks, time per chunk, throughput, the workers that ran them, whether "
+                                  "it is reduced, and the Slurm state of every recorded job.",
+                      epilog="examples:\n  gat-hpc runs describe --run-dir runs/n1\n"
+                             "  gat-hpc runs describe --run-dir runs/n1 --json",
+                      formatter_class=FMT)
+    d.add_argument("--run-dir", required=True, help="the run directory")
+    d.add_argument("--json", action="store_true", help="the report as JSON")
     d.set_defaults(func=cmd_describe)
-    rr = rs.add_parser("resume", help="run the missing, failed or corrupt chunks, then reduce")
-    rr.add_argument("--run-dir", required=True)
+    rr = rs.add_parser("resume", help="run the missing, failed or corrupt chunks, then reduce",
+                       description="Run every chunk that is not done (missing, failed or corrupt) with the chosen "
+                                   "executor, then reduce. Refuses a run whose input files changed since it started "
+                                   "(see `runs retry-failed --accept-changed-inputs`).",
+                       epilog="examples:\n  gat-hpc runs resume --run-dir runs/n1\n"
+                              "  gat-hpc runs resume --run-dir runs/n1 --executor process --max-procs 2\n"
+                              "  mpirun -n 4 gat-hpc runs resume --run-dir runs/n1 --executor mpi\n"
+                              "  gat-hpc runs resume --run-dir runs/n1 --executor slurm --wait",
+                       formatter_class=FMT)
+    rr.add_argument("--run-dir", required=True, help="the run directory")
     add_executor_args(rr, slurm=True)
     rr.set_defaults(func=cmd_resume)
-    rf = rs.add_parser("retry-failed", help="re-run failed chunks with exponential backoff, then reduce")
-    rf.add_argument("--run-dir", required=True)
+    rf = rs.add_parser("retry-failed", help="re-run failed chunks with exponential backoff, then reduce",
+                       description="Re-run the failed chunks (up to --max-attempts attempts each), waiting --backoff "
+                                   "seconds, then twice as long, between rounds; then reduce. After fixing an input "
+                                   "file, --accept-changed-inputs copies it into the run again.",
+                       epilog="examples:\n  gat-hpc runs retry-failed --run-dir runs/n1 --max-attempts 3\n"
+                              "  gat-hpc runs retry-failed --run-dir runs/pf --accept-changed-inputs\n"
+                              "  gat-hpc runs retry-failed --run-dir runs/n1 --executor slurm --wait",
+                       formatter_class=FMT)
+    rf.add_argument("--run-dir", required=True, help="the run directory")
     rf.add_argument("--max-attempts", type=int, default=3, help="attempts per chunk in total (default 3)")
     rf.add_argument("--backoff", type=float, default=1.0, help="first wait in seconds, doubled each round")
     rf.add_argument("--accept-changed-inputs", action="store_true",

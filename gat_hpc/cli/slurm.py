@@ -30,7 +30,7 @@ EXAMPLES = """examples:
   gat-hpc emit-sbatch pf ac case2000.m --profiles year.parquet --run-dir runs/year --submit
   gat-hpc emit-sbatch pf ac case70k.m --solver petsc --ntasks 64 --run-dir runs/big -pc_type lu
   gat-hpc emit-sbatch nminus1 dc case2000.m --profiles year.parquet --chunk-hours 168 --run-dir runs/n1 --submit
-  gat-hpc emit-sbatch adequacy case118.m --reliability for.csv --profiles year.parquet --samples 100000 \
+  gat-hpc emit-sbatch adequacy case118.m --reliability for.csv --profiles year.parquet --samples 100000 \\
       --chunk-samples 500 --run-dir runs/adq --submit
   gat-hpc emit-sbatch opf dc case118.m --profiles year.parquet --chunk-hours 168 --run-dir runs/opf --submit
   gat-hpc runs describe --run-dir runs/year       # chunk states and the jobs' Slurm states
@@ -38,6 +38,13 @@ EXAMPLES = """examples:
 
 settings come from defaults < gat-hpc.toml [slurm] (or [tool.gat-hpc.slurm] in pyproject.toml)
 < GAT_HPC_SLURM_<NAME> environment variables < these options; see docs/cluster.md.
+"""
+
+SETTINGS_NOTE = EXAMPLES[EXAMPLES.index("settings come from"):]
+
+AFTER = """  bash runs/{run}/submit.sh                   # or add --submit; job ids go to run.json
+  gat-hpc runs describe --run-dir runs/{run}  # chunk states and the jobs' Slurm states
+  gat-hpc runs retry-failed --run-dir runs/{run} --executor slurm
 """
 
 
@@ -67,6 +74,7 @@ class StudyEntry:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     plan: Callable[[argparse.Namespace], object]
+    examples: str = ""  # the `emit-sbatch NAME --help` epilog (example lines, then SETTINGS_NOTE)
 
 
 STUDIES: dict[str, StudyEntry] = {}
@@ -120,7 +128,12 @@ def _pf_plan(args):
 
 
 register(StudyEntry("pf", "hourly AC power-flow sweep (array) or one distributed power flow (MPI job)",
-                    _pf_arguments, _pf_plan))
+                    _pf_arguments, _pf_plan, """examples:
+  gat-hpc emit-sbatch pf ac case2000.m --profiles year.parquet --chunk-size 24 --run-dir runs/year \\
+      --partition batch --time 00:30:00 --mem 4G --array-throttle 50 --modules "openmpi gat-hpc"
+  gat-hpc emit-sbatch pf ac case2000.m --profiles year.parquet --run-dir runs/year --mode mpi --ntasks 32
+  gat-hpc emit-sbatch pf ac case70k.m --solver petsc --ntasks 64 --run-dir runs/big -pc_type lu --submit
+""" + AFTER.format(run="year")))
 
 
 # ---------------------------------------------------------------- nminus1, adequacy, opf
@@ -155,10 +168,28 @@ def _opf_plan(args):
 
 
 register(StudyEntry("nminus1", "N-1 / N-2 contingency screening across hours (array over hour x contingency chunks)",
-                    _study_arguments("nminus1"), _nminus1_plan))
+                    _study_arguments("nminus1"), _nminus1_plan, """examples:
+  gat-hpc emit-sbatch nminus1 dc case2000.m --profiles year.parquet --chunk-hours 168 --run-dir runs/n1 \\
+      --partition batch --time 00:30:00 --chunks-per-task 4
+  gat-hpc emit-sbatch nminus1 dc case2000.m --profiles scenarios_ACTIVSg2000.m --contingencies contab_ACTIVSg2000.m \\
+      --ac-threshold 100 --run-dir runs/n1 --submit
+""" + AFTER.format(run="n1")))
 register(StudyEntry("adequacy", "Monte-Carlo resource adequacy (array over sample x hour chunks)",
-                    _study_arguments("adequacy"), _adequacy_plan))
-register(StudyEntry("opf", "rolling DC-OPF (array over chunks of windows)", _study_arguments("opf"), _opf_plan))
+                    _study_arguments("adequacy"), _adequacy_plan, """examples:
+  gat-hpc emit-sbatch adequacy case118.m --reliability for.csv --profiles year.parquet --samples 100000 \\
+      --chunk-samples 500 --run-dir runs/adq --submit
+  gat-hpc emit-sbatch adequacy case118.m --reliability for.csv --profiles year.parquet --network dc \\
+      --samples 2000 --run-dir runs/adq-dc --mode mpi --ntasks 64
+""" + AFTER.format(run="adq") + """
+--target-cov is refused here (a fixed array cannot add batches): run `gat-hpc adequacy ... --target-cov C
+--executor mpi` inside one allocation instead.
+"""))
+register(StudyEntry("opf", "rolling DC-OPF (array over chunks of windows)", _study_arguments("opf"), _opf_plan,
+                    """examples:
+  gat-hpc emit-sbatch opf dc case118.m --profiles year.parquet --chunk-hours 168 --run-dir runs/opf --submit
+  gat-hpc emit-sbatch opf dc case_ACTIVSg2000.m --profiles scenarios_ACTIVSg2000.m --relax-pmin \\
+      --chunk-hours 168 --run-dir runs/opf2000 --time 04:00:00 --mem 8G
+""" + AFTER.format(run="opf")))
 
 
 # ---------------------------------------------------------------- trivial
@@ -179,7 +210,10 @@ def _trivial_plan(args):
 
 
 register(StudyEntry("trivial", "the machinery alone: chunks that write one tiny table (measures scheduler overhead)",
-                    _trivial_arguments, _trivial_plan))
+                    _trivial_arguments, _trivial_plan, """examples:
+  gat-hpc emit-sbatch trivial --items 100 --run-dir runs/trivial --submit
+  gat-hpc emit-sbatch trivial --items 20 --seconds-per-item 5 --time 00:01:00 --run-dir runs/slow
+""" + AFTER.format(run="trivial")))
 
 
 # ---------------------------------------------------------------- commands
@@ -197,7 +231,8 @@ def add_parser(sub):
     es = e.add_subparsers(dest="study", metavar="STUDY")
     es.required = True
     for entry in STUDIES.values():
-        p = es.add_parser(entry.name, help=entry.help, description=entry.help, epilog=EXAMPLES, formatter_class=FMT)
+        epilog = (entry.examples + "\n" + SETTINGS_NOTE) if entry.examples else EXAMPLES
+        p = es.add_parser(entry.name, help=entry.help, description=entry.help, epilog=epilog, formatter_class=FMT)
         entry.add_arguments(p)
         p.add_argument("--run-dir", required=True, help="run directory (created, or continued if it holds the same study)")
         p.add_argument("--mode", dest="job_mode", choices=("array", "mpi"), default="array",
@@ -208,9 +243,14 @@ def add_parser(sub):
         p.set_defaults(func=cmd_emit, study_entry=entry)
 
     r = sub.add_parser("record-jobs", help="record submitted Slurm job ids in a run directory (submit.sh calls it)",
-                       description="Append job ids to RUN/run.json's `jobs` list (RUN/jobs.json for a plain MPI job).",
+                       description="Append job ids to RUN/run.json's `jobs` list (RUN/jobs.json for a plain MPI job). "
+                                   "RUN/submit.sh calls it after each sbatch; `runs describe` and `runs retry-failed "
+                                   "--executor slurm` read the ids back.",
+                       epilog="examples:\n  gat-hpc record-jobs --run-dir runs/year --array-job 4123 --reduce-job 4124\n"
+                              "  gat-hpc record-jobs --run-dir runs/big --mpi-job 4125\n"
+                              "  gat-hpc record-jobs --run-dir runs/year --array-job 4126 -- --array=3,7",
                        formatter_class=FMT)
-    r.add_argument("--run-dir", required=True)
+    r.add_argument("--run-dir", required=True, help="the run directory the jobs belong to")
     r.add_argument("--array-job", help="id of the array job")
     r.add_argument("--reduce-job", help="id of the reduce job (afterok on the array)")
     r.add_argument("--mpi-job", help="id of an MPI job")

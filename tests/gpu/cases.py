@@ -106,10 +106,21 @@ def contingency_chunk(tmp_path, case, hours, device="cpu", precision="float64", 
 def assert_device_chunk_matches(ref, got, loading_atol):
     """The GPU path's tables against the CPU screen's: loadings within ``loading_atol`` (percent),
     counts and violation rows equal, the flow extremes null on the GPU path."""
+    import pyarrow as pa
+
     (rc, rv, _), (gc, gv, _) = ref, got
     assert rc.num_rows == gc.num_rows
-    for name in ("hour", "contingency_index", "islanding", "violated", "violation_count"):
+    for name in ("hour", "contingency_index", "islanding"):
         assert rc[name].to_pylist() == gc[name].to_pylist(), name
+    # a loading within the rounding of the threshold may count on one side or the other: in
+    # float32 (on the GPU, whose fused multiply-add rounds once less than numpy) a few counts
+    # may differ by one; in float64 none do
+    ca, cb = (np.asarray(t["violation_count"].to_pylist()) for t in (rc, gc))
+    off = ca != cb
+    if loading_atol < 1e-8:
+        assert not off.any()
+    else:
+        assert np.all(np.abs(ca - cb)[off] == 1) and off.mean() < 1e-3, (off.sum(), len(off))
     a = rc["max_loading_pct"].to_numpy(zero_copy_only=False)
     b = gc["max_loading_pct"].to_numpy(zero_copy_only=False)
     assert np.array_equal(np.isnan(a), np.isnan(b))
@@ -117,6 +128,11 @@ def assert_device_chunk_matches(ref, got, loading_atol):
     screened = ~np.asarray(gc["islanding"].to_pylist())
     assert gc["max_abs_flow_mw"].null_count == gc.num_rows  # not computed by the kernel
     assert rc["max_abs_flow_mw"].null_count == int((~screened).sum())
+    if off.any():  # compare the violation rows of the (hour, outage) pairs counted alike
+        keep = set(zip(np.asarray(rc["hour"].to_pylist())[~off], np.asarray(rc["contingency_index"].to_pylist())[~off]))
+        sel = lambda t: t.filter(pa.array([k in keep for k in zip(t["hour"].to_pylist(),
+                                                                   t["contingency_index"].to_pylist())]))
+        rv, gv = sel(rv), sel(gv)
     assert rv.num_rows == gv.num_rows and rv.num_rows > 0
     for name in ("hour", "contingency_index"):
         assert rv[name].to_pylist() == gv[name].to_pylist(), name

@@ -173,7 +173,8 @@ def test_invalid_settings_are_refused_with_one_line(tmp_path, args, message):
     run = tmp_path / "run"
     r = gat("emit-sbatch", "trivial", "--items", 4, "--run-dir", run, *args, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
-    assert message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert message in r.stderr and r.stderr.count("\n") == 2, r.stderr  # the error, then the doc page
+    assert r.stderr.splitlines()[1].startswith("gat-hpc: see docs/cluster.md"), r.stderr
     assert not run.exists()
 
 
