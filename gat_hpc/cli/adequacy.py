@@ -181,11 +181,9 @@ def run(args):
 
     ex = make_executor_from(args)
     if args.device == "gpu":
-        from gat_hpc.cuda.runtime import gpu_available
+        from gat_hpc.cuda.runtime import require_gpu
 
-        ok, reason = gpu_available()
-        if not ok:
-            raise InputError(reason)  # what is missing and what to do
+        require_gpu()
     config, inputs, chunks = on_root(ex, lambda: plan_study(args))
     rd = create_or_open(ex, args.run_dir, "adequacy", config, inputs, chunks, sys.argv)
     label = f"adequacy {config['method']} {config['network']}"

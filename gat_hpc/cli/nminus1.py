@@ -120,11 +120,9 @@ def run(args):
 
     ex = make_executor_from(args)
     if args.device == "gpu":
-        from gat_hpc.cuda.runtime import gpu_available
+        from gat_hpc.cuda.runtime import require_gpu
 
-        ok, reason = gpu_available()
-        if not ok:
-            raise InputError(reason)  # what is missing and what to do
+        require_gpu()
     config, inputs, chunks, derived = on_root(ex, lambda: plan_study(args))
     rd = create_or_open(ex, args.run_dir, "contingency", config, inputs, chunks, sys.argv, derived=derived)
     run_chunks(rd, ex, quiet=args.quiet, label=f"nminus1 {args.mode}")

@@ -70,7 +70,7 @@ def run(args):
 
     if args.tol <= 0 or args.max_iter < 1:
         raise InputError("--tol must be positive and --max-iter at least 1")
-    if args.solver == "petsc":
+    if args.solver == "petsc" and not (args.run_dir or args.profiles):
         from gat_hpc.dist.command import run as run_dist
         return run_dist(args)
     if args.run_dir or args.profiles:
@@ -157,7 +157,31 @@ def sweep_definition(args):
     hours = parse_hours(args.hours)
     config = dict(tol=args.tol, max_iter=args.max_iter, init=args.init, q_limits=bool(args.q_limits),
                   dispatch=args.dispatch, hours=list(hours) if hours else None, chunk_size=args.chunk_size)
+    config.update(_dist_sweep_config(args))
     return "pf-hourly", config, {"case": args.case, "profile": args.profiles}, hours
+
+
+def _dist_sweep_config(args):
+    """Configuration of an hourly sweep whose hours are distributed solves (``--solver petsc``)."""
+    from gat_hpc.errors import InputError
+
+    solver = getattr(args, "solver", "newton")
+    per = getattr(args, "ranks_per_solve", None)
+    if solver != "petsc":
+        if per is not None:
+            raise InputError("--ranks-per-solve needs --solver petsc")
+        return {}
+    if getattr(args, "checkpoint_every", 0) or getattr(args, "restart", None):
+        raise InputError("--checkpoint-every and --restart belong to one distributed power flow, not a sweep")
+    per = 1 if per is None else per
+    if per < 1:
+        raise InputError("--ranks-per-solve must be at least 1")
+    if per > 1 and getattr(args, "executor", "local") != "mpi":
+        raise InputError(f"--ranks-per-solve {per} needs --executor mpi under `mpirun -n N` (N a multiple of {per})")
+    from gat_hpc.dist.petsc import init_petsc
+
+    init_petsc(getattr(args, "petsc_options", []))
+    return {"solver": "petsc", "ranks_per_solve": per}
 
 
 def sweep_chunks(args, hours):

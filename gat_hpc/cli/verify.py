@@ -46,11 +46,9 @@ def run(args):
     if not args.tol_mw > 0:
         raise InputError("--tol-mw must be positive")
     if args.device == "gpu":
-        from gat_hpc.cuda.runtime import gpu_available
+        from gat_hpc.cuda.runtime import require_gpu
 
-        ok, reason = gpu_available()
-        if not ok:
-            raise InputError(reason)
+        require_gpu()
     rd = RunDir.open(args.run_dir)
     table, summary = verify_hourly_run(rd, args.device, np.dtype(args.precision))
     summary["tol_mw"] = args.tol_mw

@@ -107,6 +107,13 @@ def gpu_available():
     return True, ", ".join(names)
 
 
+def require_gpu():
+    """The commands' ``--device gpu`` check: an InputError saying what is missing and what to do."""
+    ok, reason = gpu_available()
+    if not ok:
+        raise InputError(reason)
+
+
 def select_device(rank_local=None):
     """Make this process's GPU current and return its ordinal; see the module docstring.
 

@@ -34,6 +34,9 @@ def add_arguments(p):
     g.add_argument("--checkpoint-every", type=int, default=0, metavar="K",
                    help="write the solver state every K Newton iterations (parallel HDF5)")
     g.add_argument("--restart", metavar="CHECKPOINT", help="continue from a checkpoint file")
+    g.add_argument("--ranks-per-solve", type=int, default=None, metavar="R",
+                   help="hourly sweep (--profiles, --run-dir) with --solver petsc and --executor mpi: groups of R "
+                        "ranks each solve one chunk's hours with the distributed solver (default 1)")
     g.add_argument("--read", choices=READ_MODES, default="auto",
                    help="who reads the case: root (rank 0 reads and broadcasts), all (every rank reads a "
                         "grid.arrow folder itself); auto (default): root, which was faster here "
@@ -66,9 +69,9 @@ def run(args):
 def _check_args(args):
     if args.model != "ac":
         raise InputError("--solver petsc solves AC power flows; use `pf dc` without --solver")
-    if getattr(args, "run_dir", None) or getattr(args, "profiles", None):
-        raise InputError("--solver petsc solves one power flow; hourly sweeps (--profiles/--run-dir) use the "
-                         "serial solver (a distributed solve per sweep job, --ranks-per-solve, is future work)")
+    if args.ranks_per_solve is not None:
+        raise InputError("--ranks-per-solve groups the ranks of an hourly sweep (--profiles, --run-dir); "
+                         "one power flow uses every rank of mpirun")
     if not args.out:
         raise InputError("give --out DIR")
     if args.checkpoint_every < 0:

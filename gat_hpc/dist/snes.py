@@ -44,6 +44,7 @@ class DistInfo:
     unknowns: int = 0
     linear_solver: str = ""
     timings: dict = field(default_factory=dict)
+    part: object = None  # owner rank of every bus (reusable as ``part=`` for the same network and ranks)
 
 
 @dataclass
@@ -87,14 +88,18 @@ class _KnownCurrents:
 
 
 def solve_ac_dist(net, comm, tol=1e-8, max_iter=30, init="case", q_limits=False, max_q_rounds=50,
-                  partition=None, checkpoint=None, restart=None, callback=None, raise_on_fail=True):
+                  partition=None, checkpoint=None, restart=None, callback=None, raise_on_fail=True,
+                  v0=None, part=None):
     """Solve the AC power flow of ``net`` (the same network on every rank) across ``comm``.
 
     ``comm``: PETSc communicator; ``tol``: max mismatch, p.u.; ``init``: 'case' | 'flat' | 'dc';
     ``q_limits``: MATPOWER's PV -> PQ switching; ``partition``: a method of
     :func:`~gat_hpc.dist.partition.partition_buses` (default ``-mat_partitioning_type`` or PT-Scotch);
     ``checkpoint``: a :class:`~gat_hpc.dist.checkpoint.Checkpointer` (or None); ``restart``: a
-    :class:`Restart` read from a checkpoint; ``callback(iteration, norm_f)`` on every rank.
+    :class:`Restart` read from a checkpoint; ``callback(iteration, norm_f)`` on every rank;
+    ``v0``: start voltages (complex, every bus, the same on every rank: a sweep's previous hour)
+    instead of ``init``; ``part``: a partition already computed for this network and
+    communicator (``info.part`` of an earlier solve), so a sweep partitions once.
     Returns (result, info): an :class:`~gat_hpc.pf.ac.ACResult` on rank 0 (None elsewhere)
     and a :class:`DistInfo` on every rank. Raises ConvergenceError on every rank (the same
     message) when Newton fails and ``raise_on_fail``.
@@ -107,17 +112,21 @@ def solve_ac_dist(net, comm, tol=1e-8, max_iter=30, init="case", q_limits=False,
     with clock("setup"):
         types = agree(mpi, bus_types, net)
     with clock("partition"):
-        live = np.setdiff1d(np.arange(net.n_bus), types.dead)
-        part, method = agree(mpi, partition_buses, net, live, comm, method=partition)
+        if part is None:
+            live = np.setdiff1d(np.arange(net.n_bus), types.dead)
+            part, method = agree(mpi, partition_buses, net, live, comm, method=partition)
+        else:
+            method = "reused"
     with clock("assemble"):
         layout = BusLayout(net, part, comm)
-    info = DistInfo(ranks=comm.getSize(), partition=method, edge_cut=edge_cut(net, part))
+    info = DistInfo(ranks=comm.getSize(), partition=method, edge_cut=edge_cut(net, part), part=part)
     with clock("setup"):
         if restart is not None:
             q, V, it0 = restart.q, np.array(restart.V, dtype=complex), restart.round_iterations
             types = q.types
         else:
-            q, V, it0 = QState.start(net, types), agree(mpi, initial_voltage, net, types, init), 0
+            q, it0 = QState.start(net, types), 0
+            V = np.array(v0, dtype=complex) if v0 is not None else agree(mpi, initial_voltage, net, types, init)
     on = net.gen_status.copy()
     load = net.bus_load()
     while True:

@@ -43,6 +43,62 @@ def study_context(rd):
     return _CONTEXTS[key]
 
 
+def execute_chunk_group(rd, cid, comm, executor="mpi", rank=None):
+    """``execute_chunk`` for a chunk that a group of MPI ranks runs together (a distributed
+    solve per chunk, ``ranks_per_solve``): the group's first rank takes the lock, decides and
+    writes; every rank of ``comm`` (an mpi4py communicator) runs the study's chunk with
+    ``ctx["comm"]`` set to the group's PETSc communicator."""
+    if comm.Get_rank() == 0:
+        with rd.lock(cid) as held:
+            return _group_chunk(rd, cid, comm, held, executor, rank)
+    return _group_chunk(rd, cid, comm, None, executor, rank)
+
+
+def _group_chunk(rd, cid, comm, held, executor, rank):
+    from petsc4py import PETSc
+
+    lead = comm.Get_rank() == 0
+    decision = prev = None
+    if lead:
+        if not held:
+            decision = SKIPPED_BUSY
+        else:
+            state, prev = rd.state(cid)
+            decision = SKIPPED_DONE if state == DONE else "run"
+    decision = comm.bcast(decision, root=0)
+    if decision != "run":
+        return decision
+    spec = rd.read_spec(cid)
+    start = time.time()
+    tables, metrics, error = {}, {}, ""
+    try:
+        study, ctx = study_context(rd)
+        if ctx.get("comm") is None or ctx["comm"].tompi4py() != comm:
+            ctx["comm"] = PETSc.Comm(comm)
+        tables, metrics = study.run_chunk(ctx, spec)
+    except GatError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exc(limit=8))
+    errors = [e for e in comm.allgather(error) if e]  # one rank's failure fails the chunk for all
+    if not lead:
+        return RAN_OK if not errors else RAN_FAILED
+    outputs = []
+    if not errors:
+        try:
+            for name in sorted(tables):
+                outputs.append(asdict(rd.write_table(cid, name, tables[name])))
+        except GatError as exc:
+            errors = [f"{type(exc).__name__}: {exc}"]
+    res = ChunkResult(run_id=rd.run_id, chunk_id=cid, status="failed" if errors else "ok",
+                      attempt=(prev.attempt + 1) if prev is not None else 1, host=socket.gethostname(),
+                      pid=os.getpid(), rank=rank, executor=executor, start=start, end=time.time(),
+                      outputs=[] if errors else outputs, metrics={} if errors else metrics,
+                      error=errors[0] if errors else "")
+    rd.write_result(res)
+    return RAN_FAILED if errors else RAN_OK
+
+
 def execute_chunk(rd, cid, executor="local", rank=None, force=False):
     """Run chunk ``cid`` unless it is done (or ``force``) or another worker holds it.
 

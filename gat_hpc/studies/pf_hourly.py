@@ -44,6 +44,17 @@ def set_hour(work, prof, k, case_pg, case_total, dispatch):
     return load
 
 
+def dist_comm(ctx):
+    """The PETSc communicator of the distributed solves of a chunk: the group of ranks that
+    runs it (set by the MPI executor with ``ranks_per_solve``), else this process alone."""
+    comm = ctx.get("comm")
+    if comm is None:
+        from gat_hpc.dist.petsc import init_petsc
+
+        comm = ctx["comm"] = init_petsc([]).COMM_SELF
+    return comm
+
+
 class PFHourly:
     name = "pf-hourly"
     tables = {"hours": ["hour"], "buses": ["hour", "bus_id"], "flows": ["hour", "branch_id"]}
@@ -81,15 +92,23 @@ class PFHourly:
         rows_h, vm, va, sf, st = [], [], [], [], []
         V = None
         t0 = time.perf_counter()
+        dist = cfg.get("solver") == "petsc"
+        root = not dist or dist_comm(ctx).getRank() == 0
         for k in range(a, b):
             load = set_hour(work, prof, k, case_pg, case_total, cfg.get("dispatch", "proportional"))
             try:
-                res = solve_ac(work, tol=cfg["tol"], max_iter=cfg["max_iter"], init=cfg["init"],
-                               q_limits=cfg["q_limits"], v0=V, cache=ctx["cache"])
-                ok, V = True, res.V
+                if dist:
+                    res, V = self._solve_dist(ctx, work, V)
+                else:
+                    res = solve_ac(work, tol=cfg["tol"], max_iter=cfg["max_iter"], init=cfg["init"],
+                                   q_limits=cfg["q_limits"], v0=V, cache=ctx["cache"])
+                    V = res.V
+                ok = True
             except ConvergenceError as exc:
                 ok, res = False, None
                 mis = exc.mismatch
+            if not root:
+                continue  # a distributed solve's result is on the group's first rank, which writes
             h = int(prof.hours[k])
             if ok:
                 s_from, s_to = res.s_from * base, res.s_to * base
@@ -113,6 +132,8 @@ class PFHourly:
                 va.append(np.full(n, np.nan))
                 sf.append(np.full(nb, np.nan + 0j))
                 st.append(np.full(nb, np.nan + 0j))
+        if not root:
+            return {}, {}
         nh = b - a
         hours = np.array([r[0] for r in rows_h], dtype=np.int64)
         cols = list(zip(*rows_h))
@@ -130,7 +151,24 @@ class PFHourly:
                             "p_from_mw": sf.real, "q_from_mvar": sf.imag, "p_to_mw": st.real, "q_to_mvar": st.imag})
         metrics = {"hours": nh, "solve_s": time.perf_counter() - t0,
                    "not_converged": int(nh - sum(cols[1]))}
+        if dist:
+            metrics["ranks_per_solve"] = dist_comm(ctx).getSize()
         return {"hours": t_hours, "buses": t_buses, "flows": t_flows}, metrics
+
+    @staticmethod
+    def _solve_dist(ctx, work, V):
+        """One hour with the distributed solver on the chunk's communicator (``solver = petsc``):
+        the partition is made for the first hour and kept; each hour starts from the previous
+        hour's voltages, broadcast from the group's first rank. Returns (result or None, V)."""
+        from gat_hpc.dist.snes import solve_ac_dist
+
+        cfg, comm = ctx["config"], dist_comm(ctx)
+        key = ("part", comm.getSize(), comm.tompi4py().py2f())
+        res, info = solve_ac_dist(work, comm, tol=cfg["tol"], max_iter=cfg["max_iter"], init=cfg["init"],
+                                  q_limits=cfg["q_limits"], v0=V, part=ctx["cache"].get(key))
+        ctx["cache"][key] = info.part
+        V = comm.tompi4py().bcast(res.V if res is not None else None, root=0)
+        return res, V
 
     def summarize(self, rd, paths):
         import pyarrow.parquet as pq
