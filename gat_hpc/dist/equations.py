@@ -154,7 +154,8 @@ class PowerFlowEquations:
         t0 = time.perf_counter()
         v, i = self._voltages(x)
         self.fill(v, i)
-        if P is not self.J or not self.values.write(self.data):
+        # SNES hands the callback new Python wrappers of our matrix: compare the PETSc objects
+        if P.handle != self.J.handle or not self.values.write(self.data):
             P.setValuesCSR(self.indptr, self.indices, self.data)
         P.assemble()
         if J != P:
