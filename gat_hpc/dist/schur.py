@@ -70,6 +70,14 @@ def _lib():
         lib.klu_analyze_given.restype = vp
         lib.klu_solve.argtypes = [vp, vp, ctypes.c_int, ctypes.c_int, dp, cp]
         lib.klu_extract.argtypes = [vp, vp, ip, ip, dp, ip, ip, dp, ip, ip, dp, ip, ip, dp, ip, cp]
+        try:  # KLU's own triangular solves of one block (exported by libklu, not in klu.h)
+            lib.klu_lsolve.argtypes = [ctypes.c_int, ip, ip, vp, ctypes.c_int, dp]
+            lib.klu_lsolve.restype = None
+            lib.klu_usolve.argtypes = [ctypes.c_int, ip, ip, vp, dp, ctypes.c_int, dp]
+            lib.klu_usolve.restype = None
+            lib._gat_split = True
+        except AttributeError:
+            lib._gat_split = False
         lib._gat_schur = True
     return lib
 
@@ -238,7 +246,31 @@ class OrderedKLU:
         lu = blas.dtrmm(1.0, lower, upper, side=0, lower=1, diag=1)  # L U, L unit lower triangular
         s = np.empty((g, g))
         s[prows - k] = lu * scale[:, None]  # undo KLU's row pivoting and row scaling
+        self.tail = (lower, upper, prows - k, scale)  # for the one-sweep solve (split_solve)
         return s
+
+    def split_ready(self):
+        """True when :meth:`lsolve` / :meth:`usolve` can be used: the factors were read in place
+        (``schur`` set ``tail``) and libklu exports its triangular solves."""
+        return bool(self._fast) and getattr(self.lib, "_gat_split", False) and self.g > 0
+
+    def lsolve(self, b):
+        """c = L^-1 P R^-1 b (KLU's row permutation and scaling, then the forward solve)."""
+        c = self._cols
+        pnum = c["pnum"]
+        x = np.array(b, dtype=np.float64)[pnum]
+        if c["rs"] is not None:
+            x /= c["rs"][pnum]
+        num = ctypes.cast(self._num, ctypes.POINTER(_Numeric)).contents
+        self.lib.klu_lsolve(self.n, num.Lip, num.Llen, num.LUbx[0], 1, _klu._dptr(x))
+        return x
+
+    def usolve(self, c):
+        """z = U^-1 c (in a new array)."""
+        z = np.array(c, dtype=np.float64)
+        num = ctypes.cast(self._num, ctypes.POINTER(_Numeric)).contents
+        self.lib.klu_usolve(self.n, num.Uip, num.Ulen, num.LUbx[0], num.Udiag, 1, _klu._dptr(z))
+        return z
 
     def _schur_by_extract(self):
         n, g = self.n, self.g
@@ -395,16 +427,31 @@ class SchurKLU:
         else:
             k = self.n_interior
             bm = ba[self.perm]
-            y = self.klu.solve(bm)
-            g_r = self.s_r @ y[k:]
-            g = np.empty(self.G)
-            self.comm.Allgatherv(g_r, [g, self.g_counts])
-            x_gam = la.lu_solve(self.s_lu, g, check_finite=False)
-            w = bm[k:].copy()
-            if len(self.off_pos):
-                w -= np.bincount(self.off_row, self.eq.data[self.off_pos] * x_gam[self.off_col], minlength=self.g)
-            z = self.klu.solve(np.concatenate([bm[:k], w]))
-            z[k:] = x_gam[self.my_g0:self.my_g0 + self.g]
+            mine = slice(self.my_g0, self.my_g0 + self.g)
+            if self.klu.split_ready():
+                # one forward and one backward sweep: with P R^-1 A = L U (interface last),
+                # the reduced right-hand side is R_G P_G^-1 L_GG c_G for c = L^-1 P R^-1 b, and
+                # U [x_I; x_G] = [c_I; U_GG x_G] gives the interior once x_G is known
+                lower, upper, rows, scale = self.klu.tail
+                c = self.klu.lsolve(bm)
+                g_r = np.empty(self.g)
+                g_r[rows] = (lower @ c[k:]) * scale
+                g = np.empty(self.G)
+                self.comm.Allgatherv(g_r, [g, self.g_counts])
+                x_gam = la.lu_solve(self.s_lu, g, check_finite=False)
+                c[k:] = upper @ x_gam[mine]
+                z = self.klu.usolve(c)
+            else:  # two full solves
+                y = self.klu.solve(bm)
+                g_r = self.s_r @ y[k:]
+                g = np.empty(self.G)
+                self.comm.Allgatherv(g_r, [g, self.g_counts])
+                x_gam = la.lu_solve(self.s_lu, g, check_finite=False)
+                w = bm[k:].copy()
+                if len(self.off_pos):
+                    w -= np.bincount(self.off_row, self.eq.data[self.off_pos] * x_gam[self.off_col], minlength=self.g)
+                z = self.klu.solve(np.concatenate([bm[:k], w]))
+            z[k:] = x_gam[mine]
             xa[self.perm] = z
         self.timings["solve"] += time.perf_counter() - t0
 
