@@ -27,9 +27,12 @@ for the constraints that bind.
 Rolling. The hours are cut into windows of ``horizon`` hours that start every ``step``
 hours (default step = horizon). A window commits its first ``step`` hours; the next one
 starts from the committed dispatch (its first hour ramps from the last committed hour), and
-HiGHS restarts from the previous window's solution (the model of a window length is built
-once per process; only loads and bounds change). A chunk is a run of windows; its first
-window has no dispatch before it, so with ``--ramp`` the whole profile is one chunk by default.
+HiGHS restarts from the previous window's basis (the model of a window length is built
+once per process; only loads and bounds change). With quadratic costs the QP starts from the
+optimal vertex of a companion LP (same rows, linear part of the costs; it is the LP that is
+warm-started), not from HiGHS's own starting point: see :meth:`WindowModel._build_highs`.
+A chunk is a run of windows; its first window has no dispatch before it, so with ``--ramp``
+the whole profile is one chunk by default.
 """
 
 from __future__ import annotations
@@ -218,10 +221,11 @@ class WindowModel:
     limits are rows ``PTDF[l] @ Cg Pg[t]`` within ``+-rateA`` shifted by the flow of the loads;
     they are added lazily: solve, compute every monitored flow, add the rows of the
     violated (branch, hour) pairs, re-solve from the current basis, until none is violated.
-    Added rows stay in the model for later windows (they are true limits). This is the same
-    optimum as the B-theta form of the module docstring; the LMP of bus b is the balance dual
-    of its island plus sum over branch rows of dual x PTDF[l, b], i.e. the nodal balance dual
-    of the B-theta form.
+    Added rows stay in the model for later windows (they are true limits); with quadratic
+    costs every round first re-solves the companion LP (``h_start``) and hot-starts the QP
+    from its vertex. This is the same optimum as the B-theta form of the module docstring;
+    the LMP of bus b is the balance dual of its island plus sum over branch rows of dual x
+    PTDF[l, b], i.e. the nodal balance dual of the B-theta form.
     """
 
     MAX_ROUNDS = 50
@@ -307,8 +311,6 @@ class WindowModel:
     def _build_highs(self, a):
         import highspy
 
-        h = new_highs()
-        h.setOptionValue("presolve", "off")  # small models, re-solved from the previous basis
         lp = highspy.HighsLp()
         lp.num_col_, lp.num_row_ = self.ncol, a.shape[0]
         lp.col_cost_ = self.cost
@@ -319,7 +321,10 @@ class WindowModel:
         lp.a_matrix_.index_ = a.indices.astype(np.int32)
         lp.a_matrix_.value_ = a.data.astype(np.float64)
         lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = self.ncol, a.shape[0]
+        h = new_highs()
+        h.setOptionValue("presolve", "off")  # small models, re-solved from the previous basis
         check_call(h.passModel(lp), "passing the OPF model to HiGHS")
+        self.h, self.h_start = h, None
         if self.costs.quadratic:
             ng, base = self.net.n_gen, self.net.base_mva
             q = np.zeros(self.ncol)
@@ -330,7 +335,24 @@ class WindowModel:
             start = np.searchsorted(idx, np.arange(self.ncol + 1)).astype(np.int32)
             check_call(h.passHessian(self.ncol, len(idx), int(highspy.HessianFormat.kTriangular), start, idx, q[idx]),
                        "passing the quadratic costs to HiGHS")
-        self.h = h
+            # The QP solver starts from a vertex. Left to itself it finds one with a cold,
+            # presolved LP and then sets every start value of magnitude <= 1e-4 to zero
+            # (0.01 MW here); the step that makes is never corrected, so the QP "optimum"
+            # misses its balance rows by up to 1e-4 p.u. and HiGHS rejects it as a solve error
+            # (a multi-hour window has more such values). So the vertex comes from a
+            # companion LP with the same rows and bounds and the linear part of the costs,
+            # warm-started window after window, and is handed over as a hot start, which
+            # the QP solver takes as it is.
+            h.setOptionValue("qp_allow_hot_start", True)
+            s = new_highs()
+            s.setOptionValue("presolve", "off")
+            # the QP solver takes a start only if it is feasible to 1e-7: solve below that
+            s.setOptionValue("primal_feasibility_tolerance", 1e-9)
+            check_call(s.passModel(lp), "passing the OPF starting-point LP to HiGHS")
+            self.h_start = s
+
+    def _solvers(self):
+        return [self.h] if self.h_start is None else [self.h, self.h_start]
 
     # -------------------------------------------------------------- solve
     def _flow_bounds(self, load_flow, pairs):
@@ -348,9 +370,10 @@ class WindowModel:
             idx.extend((t * pc + nz).tolist())
             vals.extend(self.hg[l, nz].tolist())
         lo, hi = self._flow_bounds(load_flow, pairs)
-        check_call(self.h.addRows(len(pairs), lo, hi, len(idx), np.asarray(starts, dtype=np.int32),
-                                  np.asarray(idx, dtype=np.int32), np.asarray(vals, dtype=np.float64)),
-                   "adding branch-limit rows")
+        for h in self._solvers():
+            check_call(h.addRows(len(pairs), lo, hi, len(idx), np.asarray(starts, dtype=np.int32),
+                                 np.asarray(idx, dtype=np.int32), np.asarray(vals, dtype=np.float64)),
+                       "adding branch-limit rows")
         self.flow_rows.extend(pairs)
 
     def solve(self, load_pu, pmin_pu, pmax_pu, on, prev_pg_pu=None, hours=None):
@@ -359,8 +382,6 @@ class WindowModel:
         ``prev_pg_pu``: the dispatch of the hour before the window (ramp-limited generators'
         first hour must stay within their ramp of it), or None. ``hours``: labels for messages.
         """
-        import highspy
-
         net, T = self.net, self.T
         ng, base = net.n_gen, net.base_mva
         hours = np.arange(T) if hours is None else np.asarray(hours)
@@ -389,24 +410,22 @@ class WindowModel:
             flo, fhi = self._flow_bounds(load_flow, self.flow_rows)
             row_lo, row_hi = np.r_[row_lo, flo], np.r_[row_hi, fhi]
         h = self.h
-        check_call(h.changeColsBounds(self.ncol, np.arange(self.ncol, dtype=np.int32), lo, hi),
-                   "changing generator bounds")
-        check_call(h.changeRowsBounds(len(row_lo), np.arange(len(row_lo), dtype=np.int32), row_lo, row_hi),
-                   "changing loads")
+        for hh in self._solvers():
+            check_call(hh.changeColsBounds(self.ncol, np.arange(self.ncol, dtype=np.int32), lo, hi),
+                       "changing generator bounds")
+            check_call(hh.changeRowsBounds(len(row_lo), np.arange(len(row_lo), dtype=np.int32), row_lo, row_hi),
+                       "changing loads")
         secs, iters = 0.0, 0
         mon = self.mon
+        what = f"the OPF of hours {hours[0]}..{hours[-1]}"
         for _ in range(self.MAX_ROUNDS):
             t0 = time.perf_counter()
-            check_call(h.run(), f"solving the OPF of hours {hours[0]}..{hours[-1]}")
+            if self.h_start is not None:  # a QP: start it from the companion LP's vertex
+                iters += self._run(self.h_start, hours, f"the starting-point LP of {what}")
+                check_call(h.setSolution(self.h_start.getSolution()), "passing the starting point to HiGHS")
+                check_call(h.setBasis(self.h_start.getBasis()), "passing the starting basis to HiGHS")
+            iters += self._run(h, hours, what)
             secs += time.perf_counter() - t0
-            info = h.getInfo()
-            iters += int(max(info.simplex_iteration_count, 0) + max(info.qp_iteration_count, 0))
-            status = h.getModelStatus()
-            if status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
-                raise InputError(self._explain_infeasible(hours))
-            if status != highspy.HighsModelStatus.kOptimal:
-                raise SolverError(f"HiGHS could not solve the OPF of hours {hours[0]}..{hours[-1]}: "
-                                  f"model status '{h.modelStatusToString(status)}'")
             x = np.asarray(h.getSolution().col_value)
             pg = x[np.arange(T)[None, :] * self.per_col + np.arange(ng)[:, None]]
             flow = self.hg @ pg - load_flow + self.f0[:, None]
@@ -450,6 +469,23 @@ class WindowModel:
         return WindowResult(pg_mw=pg_mw, lmp=lmp, flow_mw=flow * base, branch_mu=branch_mu, gen_mu=gen_mu,
                             ramp_mu=ramp_mu, cost_h=gen_cost.sum(axis=0), gen_cost=gen_cost,
                             objective=float(h.getInfo().objective_function_value), seconds=secs, iterations=iters)
+
+    def _run(self, h, hours, what):
+        """Run HiGHS on ``h``; the iterations it took. InputError when infeasible, SolverError
+        (with HiGHS's model status) for an error or any other status than optimal."""
+        import highspy
+
+        status = h.run()
+        model_status = h.getModelStatus()
+        if status == highspy.HighsStatus.kError:
+            raise SolverError(f"HiGHS reported an error while solving {what}: model status "
+                              f"'{h.modelStatusToString(model_status)}'")
+        if model_status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+            raise InputError(self._explain_infeasible(hours, h))
+        if model_status != highspy.HighsModelStatus.kOptimal:
+            raise SolverError(f"HiGHS could not solve {what}: model status '{h.modelStatusToString(model_status)}'")
+        info = h.getInfo()
+        return int(max(info.simplex_iteration_count, 0) + max(info.qp_iteration_count, 0))
 
     def _precheck(self, load_pu, glo, ghi, hours, pmin_pu, pmax_pu):
         """Name the obvious infeasibilities before asking HiGHS: demand outside [sum Pmin, sum Pmax]."""
@@ -503,15 +539,18 @@ class WindowModel:
             return f"output limits of gen {net.gen_id[c]} in hour {hours[t]}"
         return f"cost variable in hour {hours[t]}"
 
-    def _explain_infeasible(self, hours):
-        """Ask HiGHS for an irreducible infeasible subsystem and name its constraints."""
+    def _explain_infeasible(self, hours, h=None):
+        """Ask HiGHS (``h``, default the model's solver) for an irreducible infeasible subsystem
+        and name its constraints."""
         import highspy
+
+        h = self.h if h is None else h
 
         head = f"the DC-OPF of hours {hours[0]}..{hours[-1]} is infeasible"
         try:
             # the default (light) strategy may return an empty set; ask for an irreducible one
-            self.h.setOptionValue("iis_strategy", int(highspy.IisStrategy.kIisStrategyIrreducible))
-            status, iis = self.h.getIis()
+            h.setOptionValue("iis_strategy", int(highspy.IisStrategy.kIisStrategyIrreducible))
+            status, iis = h.getIis()
             rows = list(iis.row_index_)
             cols = list(iis.col_index_)
         except Exception:  # an older highspy without IIS: say what we know
