@@ -390,6 +390,12 @@ def test_chunks_and_executors_agree(tmp_path):
         assert np.allclose(a[col].to_numpy(), b[col].to_numpy(), rtol=1e-8, atol=1e-7)
     s = json.loads((tmp_path / "b" / "reduce" / "summary.json").read_text())
     assert s["hours"] == 48 and s["chunks"] == 4
+    # the same chunks in one process, in order: the same bits (a chunk does not depend on
+    # which chunks its process solved before)
+    assert opf(*common, "--chunk-hours", 12, "--run-dir", tmp_path / "c") == 0
+    for table in ("dispatch", "lmp", "flows"):
+        assert (tmp_path / "c" / "reduce" / f"{table}.parquet").read_bytes() == \
+            (tmp_path / "b" / "reduce" / f"{table}.parquet").read_bytes(), table
 
 
 # ---------------------------------------------------------------- bad input

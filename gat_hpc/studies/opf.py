@@ -675,6 +675,10 @@ class RollingOPF:
         hours_all = ctx["hours"]
         prev = None
         t_start = time.perf_counter()
+        # fresh window models per chunk: their warm-start bases and the branch rows added so
+        # far would otherwise carry one chunk's history into the next, and a chunk's (QP)
+        # solution would depend, in its last digits, on which chunks its process ran before
+        ctx["models"] = {}
         parts = {k: [] for k in ("hours", "dispatch", "lmp", "flows", "binding")}
         solves, iters, solve_s = 0, 0, 0.0
         for w in range(i0, i1, S):
