@@ -41,7 +41,7 @@ check lmod test -r /usr/share/lmod/lmod/init/bash
 [ $fail = 0 ] || exit 1
 
 echo "== serial tests"
-$PY -m pytest -q -p no:cacheprovider --durations=15 --ignore=tests/mpi "$@"
+$PY -m pytest -q -rs -p no:cacheprovider --durations=15 --ignore=tests/mpi "$@"
 rc=$?
 [ $rc = 5 ] && { echo "no serial tests were collected"; rc=1; }
 [ $rc = 0 ] || fail=1
