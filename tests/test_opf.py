@@ -485,3 +485,12 @@ def test_highs_errors_give_one_clear_message(tmp_path, monkeypatch, capsys):
     assert err.count("HiGHS reported an error") == 1, err
     assert "SolverError: HiGHS reported an error while solving the OPF of hours 0..0: model status 'Solve error'" in err
     assert "Traceback" not in err
+
+
+def test_default_chunk_is_whole_steps(tmp_path):
+    """--horizon 5 without --chunk-hours: the default chunk (about a week) is 165 hours, whole steps."""
+    h = np.arange(30)
+    pq.write_table(pa.table({"hour": h, "load_scale": 0.9 + 0.1 * np.sin(h / 4)}), tmp_path / "p.parquet")
+    assert opf("dc", case_path("case30"), "--profiles", tmp_path / "p.parquet", "--horizon", 5, "--quiet",
+               "--run-dir", tmp_path / "r") == 0
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["config"]["chunk_hours"] == 165

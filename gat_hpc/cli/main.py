@@ -127,6 +127,13 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("gat-hpc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`gat-hpc runs describe ... | head`): stop quietly, as a filter does
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
+        return 141
 
 
 if __name__ == "__main__":

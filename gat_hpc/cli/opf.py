@@ -41,7 +41,8 @@ def add_arguments(p, run_dir=True):
                    help="treat every Pmin as 0: no unit commitment, any unit may be dispatched down to 0")
     p.add_argument("--hours", help="only profile hours A <= hour < B, written A:B")
     p.add_argument("--chunk-hours", type=positive_int, default=None,
-                   help="hours per chunk, a multiple of the step (default: all hours with --ramp, else 168)")
+                   help="hours per chunk, a multiple of the step (default: all hours with --ramp, else the "
+                        "multiple of the step nearest below 168)")
     if run_dir:
         p.add_argument("--run-dir", required=True, help="run directory (created, or continued for the same study)")
 
@@ -70,7 +71,7 @@ def config_from(args):
         raise InputError("--ramp-pct needs --ramp")
     chunk = args.chunk_hours
     if chunk is None and not args.ramp:
-        chunk = 168
+        chunk = max(step, 168 // step * step)  # about a week, in whole steps
     if chunk is not None:
         if chunk % step:
             raise InputError(f"--chunk-hours {chunk} must be a multiple of the step ({step}) so that windows line up")
