@@ -19,8 +19,8 @@ if alive "$S/slurmctld.pid"; then
 fi
 for d in slurmctld slurmd munged; do
   pidfile=$S/$d.pid
-  alive "$pidfile" || continue
-  pid=$(cat "$pidfile")
+  pid=$(cat "$pidfile" 2>/dev/null) || continue  # read once: a daemon removes its file as it ends
+  [ -n "$pid" ] && running "$pid" || continue
   [ "$d" = munged ] && kill "$pid" 2>/dev/null  # slurmctld and slurmd end on `scontrol shutdown`
   for _ in $(seq 50); do running "$pid" || break; sleep 0.1; done
   running "$pid" && kill -KILL "$pid"
