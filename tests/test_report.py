@@ -418,3 +418,19 @@ def test_timeline_lanes_follow_ranks_or_pack_array_tasks():
         sel = np.flatnonzero(lanes == lane)
         order = sel[np.argsort(c.start[sel])]
         assert np.all(c.start[order][1:] >= c.end[order][:-1])
+
+
+def test_pf_hourly_report_of_a_rated_case_shows_branch_loadings(tmp_path):
+    """case30 (rated): the sweep's flows carry loading_pct; the figure's histogram holds every rated
+    branch-hour, and each hour's largest loading_pct is hours.parquet's max_loading_pct."""
+    run = tmp_path / "pf30"
+    assert gat("pf", "ac", case_path("case30"), "--profiles", profile(tmp_path / "p.parquet", 6), "--chunk-size", 4,
+               "--run-dir", run, "--quiet") == 0
+    f, hours = reduced(run, "flows"), reduced(run, "hours")
+    lp = f["loading_pct"].to_numpy()
+    hr = f["hour"].to_numpy()
+    for h, mx in zip(hours["hour"].to_numpy(), hours["max_loading_pct"].to_numpy()):
+        assert np.nanmax(lp[hr == h]) == pytest.approx(mx, rel=1e-12)
+    rep = report(run, fmt="png")
+    d = fig(rep, "loading").data["loading_hist"]
+    assert d["counts"].sum() == np.sum(np.isfinite(lp)) and d["max"] == np.nanmax(lp)

@@ -1,9 +1,10 @@
 """Power-flow runs (hourly sweep, or one `gat-hpc pf --out DIR` folder): voltage magnitudes,
 angle spread, branch loading.
 
-The hourly sweep's flows table has no branch ratings (they live in the case file, which a report
-never reads), so its loading figure shows each hour's highest loading from hours.parquet and the
-distribution of branch apparent power |S|; a `pf --out` folder has loading_pct per branch.
+An hourly sweep's loading figure shows each hour's highest loading (hours.parquet) and the
+distribution of every rated branch's loading in every hour (flows.parquet's loading_pct; runs
+made before that column existed get the distribution of apparent power |S| instead); a
+`pf --out` folder shows the distribution of its one solution's branch loadings.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def _apparent_power(b):
 def loading(run):
     title = "Branch loading"
     cols = run.columns("flows")
-    if "loading_pct" in cols:  # a `pf --out` folder
+    if "loading_pct" in cols and not run.has("hours"):  # a `pf --out` folder
         d = _streamed_hist(run, "flows", lambda b: _f64(b.column("loading_pct")), ["loading_pct"])
         if d is None:
             return no_data("loading", title, "No branch has a rating (rateA = 0 everywhere): loading is undefined.")
@@ -137,8 +138,12 @@ def loading(run):
         return Fig("loading", title, cap, fig, d, {"max_loading_pct": d["max"], "rated_branches": d["values"]})
     h = run.read("hours", columns=["hour", "max_loading_pct", "overloaded_branches"]).sort_by("hour")
     hour, mx = h["hour"].to_numpy(), _f64(h["max_loading_pct"])
-    s = _streamed_hist(run, "flows", _apparent_power, ["p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar"])
     rated = np.isfinite(mx).any()
+    per_branch = "loading_pct" in cols and rated
+    if per_branch:
+        s = _streamed_hist(run, "flows", lambda b: _f64(b.column("loading_pct")), ["loading_pct"])
+    else:
+        s = _streamed_hist(run, "flows", _apparent_power, ["p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar"])
     if rated:
         fig, (a1, a2) = new_figure(9.5, 3.6, nrows=1, ncols=2)
         a1.plot(hour, mx, color=PALETTE[1], lw=1.2, drawstyle="steps-mid")
@@ -155,19 +160,28 @@ def loading(run):
     if s is not None:
         a2.stairs(s["counts"], s["edges"], fill=True, color=PALETTE[0], alpha=0.85)
         a2.set_yscale("log")
-        a2.set_title(f"Branch flows: |S| up to {s['max']:.0f} MVA"
-                     + ("" if rated else " (the case has no branch ratings: loading is undefined)"), loc="left")
-    a2.set_xlabel("apparent power at the more loaded end, |S| (MVA)")
+        if per_branch:
+            if s["max"] >= 100:
+                a2.axvline(100, color="#d62728", lw=1.0, ls="--")
+            a2.set_title(f"Loading of every rated branch in every hour: up to {s['max']:.1f}%", loc="left")
+        else:
+            a2.set_title(f"Branch flows: |S| up to {s['max']:.0f} MVA"
+                         + ("" if rated else " (the case has no branch ratings: loading is undefined)"), loc="left")
+    a2.set_xlabel("loading, max(|S_from|, |S_to|) / rateA (%)" if per_branch
+                  else "apparent power at the more loaded end, |S| (MVA)")
     a2.set_ylabel("branch-hours (log scale)")
-    cap = (("Left: the highest loading of any rated branch in each hour (% of rateA, from hours.parquet). Right: "
-            if rated else "") + "Histogram of every branch's apparent power in every converged hour. The sweep's "
-           "flows table carries no "
-           "ratings, so a per-branch loading histogram would need the case file, which the report does not read.")
+    if per_branch:
+        cap = ("Left: the highest loading of any rated branch in each hour (% of rateA, from hours.parquet). Right: "
+               "histogram of every rated branch's loading in every converged hour (flows.parquet, loading_pct).")
+    else:
+        cap = (("Left: the highest loading of any rated branch in each hour (% of rateA, from hours.parquet). Right: "
+                if rated else "") + "Histogram of every branch's apparent power in every converged hour"
+               + (" (this run's flows table has no loading_pct column)." if rated else "."))
     nums = {"max_loading_pct": float(np.nanmax(mx)) if rated else None,
             "max_loading_hour": int(hour[int(np.nanargmax(mx))]) if rated else None,
             "overloaded_hours": int(np.sum(h["overloaded_branches"].to_numpy() > 0)),
-            "max_apparent_power_mva": s["max"] if s else None}
-    data = {"hour": hour, "max_loading_pct": mx, "apparent_power_hist": s}
+            "max_apparent_power_mva": s["max"] if s and not per_branch else None}
+    data = {"hour": hour, "max_loading_pct": mx, ("loading_hist" if per_branch else "apparent_power_hist"): s}
     return Fig("loading", title, cap, fig, data, nums)
 
 

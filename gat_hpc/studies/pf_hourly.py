@@ -89,7 +89,7 @@ class PFHourly:
         base = net.base_mva
         case_pg = net.pg.copy()
         case_total = float(net.bus_load().real.sum())
-        rows_h, vm, va, sf, st = [], [], [], [], []
+        rows_h, vm, va, sf, st, ld = [], [], [], [], [], []
         V = None
         t0 = time.perf_counter()
         dist = cfg.get("solver") == "petsc"
@@ -125,6 +125,7 @@ class PFHourly:
                 va.append(np.rad2deg(res.va))
                 sf.append(s_from)
                 st.append(s_to)
+                ld.append(loading)
             else:
                 rows_h.append((h, False, cfg["max_iter"], (mis or np.nan) * base, float(load.real.sum() * base),
                                np.nan, np.nan, np.nan, np.nan, np.nan, 0))
@@ -132,6 +133,7 @@ class PFHourly:
                 va.append(np.full(n, np.nan))
                 sf.append(np.full(nb, np.nan + 0j))
                 st.append(np.full(nb, np.nan + 0j))
+                ld.append(np.full(nb, np.nan))
         if not root:
             return {}, {}
         nh = b - a
@@ -148,7 +150,8 @@ class PFHourly:
         t_buses = pa.table({"hour": np.repeat(hours, n), "bus_id": np.tile(net.bus_id, nh),
                             "vm_pu": np.concatenate(vm), "va_deg": np.concatenate(va)})
         t_flows = pa.table({"hour": np.repeat(hours, nb), "branch_id": np.tile(net.branch_id, nh),
-                            "p_from_mw": sf.real, "q_from_mvar": sf.imag, "p_to_mw": st.real, "q_to_mvar": st.imag})
+                            "p_from_mw": sf.real, "q_from_mvar": sf.imag, "p_to_mw": st.real, "q_to_mvar": st.imag,
+                            "loading_pct": np.concatenate(ld)})  # NaN: unrated, out of service or not converged
         metrics = {"hours": nh, "solve_s": time.perf_counter() - t0,
                    "not_converged": int(nh - sum(cols[1]))}
         if dist:
