@@ -17,6 +17,9 @@ One GPU per MPI rank or process
 - ``mpirun`` (Open MPI) on a node with N GPUs: rank ``OMPI_COMM_WORLD_LOCAL_RANK`` takes
   GPU ``local rank % N`` (MVAPICH/MPICH's ``MV2_COMM_WORLD_LOCAL_RANK`` /
   ``MPI_LOCALRANKID`` likewise).
+- The process executor (``--executor process --max-procs W``): worker i of a process with
+  local rank r gets slot ``r W + i`` (``GAT_HPC_GPU_SLOT``, set by :func:`worker_slot`) and
+  GPU ``slot % N``, so W workers on a node with N GPUs spread over them.
 - More processes than GPUs on a node share GPUs round-robin; that works but the kernels then
   compete for one device, so ask Slurm for as many GPUs per node as tasks per node.
 """
@@ -41,7 +44,8 @@ def gpu_error(reason):
 
 
 # environment variables that carry a process's rank among the processes of its node, first wins
-LOCAL_RANK_VARS = ("OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
+WORKER_SLOT_VAR = "GAT_HPC_GPU_SLOT"  # set in the process executor's workers (worker_slot)
+LOCAL_RANK_VARS = (WORKER_SLOT_VAR, "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
                    "SLURM_LOCALID", "LOCAL_RANK")
 
 _state = {"driver": None, "context": None, "ordinal": None, "modules": {}}
@@ -108,10 +112,24 @@ def gpu_available():
 
 
 def require_gpu():
-    """The commands' ``--device gpu`` check: an InputError saying what is missing and what to do."""
-    ok, reason = gpu_available()
+    """The commands' ``--device gpu`` check: an InputError saying what is missing and what to do.
+
+    The check runs in a forked child, so this process does not start the CUDA driver: the
+    process executor forks its workers later, and CUDA cannot be used in a child forked after
+    the parent initialised it."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        ok, reason = pool.apply(gpu_available)
     if not ok:
         raise InputError(reason)
+
+
+def worker_slot(index, workers):
+    """Set this process's GPU slot when it is worker ``index`` of ``workers`` forked by one
+    process (the process executor): slot = the parent's local rank x workers + index, so the
+    workers of one process, and of the processes of a node, take different GPUs in turn."""
+    os.environ[WORKER_SLOT_VAR] = str(local_rank() * workers + index)
 
 
 def select_device(rank_local=None):

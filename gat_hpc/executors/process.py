@@ -12,6 +12,16 @@ from gat_hpc.errors import GatError
 from gat_hpc.executors.base import Executor
 
 
+def _start_worker(counter, workers):
+    """Pool initializer: number the workers 0..workers-1 (the GPU each takes under --device gpu)."""
+    from gat_hpc.cuda.runtime import worker_slot
+
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    worker_slot(index, workers)
+
+
 def _work(path, cid):
     from gat_hpc.runs.execute import execute_chunk, open_cached
 
@@ -36,7 +46,9 @@ class ProcessExecutor(Executor):
         nproc = min(self.max_procs, len(ids))
         # fork: workers inherit the imported modules, so starting them costs milliseconds
         ctx = mp.get_context("fork")
-        with ProcessPoolExecutor(max_workers=nproc, mp_context=ctx) as pool:
+        counter = ctx.Value("i", 0)
+        with ProcessPoolExecutor(max_workers=nproc, mp_context=ctx, initializer=_start_worker,
+                                 initargs=(counter, nproc)) as pool:
             # keep a bounded window of submitted chunks so thousands of chunks don't queue up front
             window = 4 * nproc
             it = iter(ids)

@@ -105,3 +105,23 @@ def test_verify_on_the_gpu_equals_the_cpu(tmp_path):
     for col in ("max_p_mismatch_mw", "max_q_mismatch_mvar"):
         assert np.max(np.abs(a[col].to_numpy() - b[col].to_numpy())) < 1e-9
         assert a[col].to_numpy().max() < 1e-5 and c[col].to_numpy().max() < 1.0
+
+
+def test_device_gpu_under_the_process_executor(tmp_path):
+    """`--device gpu --executor process`: the workers, forked after the command checked for a GPU,
+    can still use CUDA (the check runs in a child), each on its slot's GPU; same tables as one process."""
+    from gat_hpc.network.matpower import read_matpower, write_matpower
+    from gat_hpc.pf.dc import solve_dc
+
+    net = read_matpower(os.path.join(DATA, "case118.m"))
+    net.rate_a_mva = np.round(1.3 * np.abs(solve_dc(net).p_from_mw) + 5.0, 1)
+    case = str(tmp_path / "case118_rated.m")
+    write_matpower(net, case)
+    runs = {}
+    for name, extra in (("one", []), ("pool", ["--executor", "process", "--max-procs", "2"])):
+        r = subprocess.run([sys.executable, "-m", "gat_hpc", "nminus1", "dc", case, "--device", "gpu", "--precision",
+                            "float64", "--chunk-contingencies", "40", "--run-dir", str(tmp_path / name), "--quiet",
+                            *extra], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        runs[name] = pq.read_table(tmp_path / name / "reduce" / "violations.parquet")
+    assert runs["one"].equals(runs["pool"]) and runs["one"].num_rows > 0

@@ -308,3 +308,36 @@ def test_gpu_path_without_pycuda_says_what_to_do(monkeypatch):
     with pytest.raises(InputError, match="--device gpu needs an NVIDIA GPU and PyCUDA: .*--device cpu"):
         LodfScreen(np.zeros((3, 1)), [0], np.ones(3), device="gpu")
     assert "pycuda" not in sys.modules
+
+
+def _slot(_):
+    import os
+    import time
+
+    time.sleep(0.1)  # keep this worker busy so that the others take items too
+    return runtime.local_rank(), os.getpid()
+
+
+def test_process_executor_workers_take_distinct_gpu_slots(monkeypatch):
+    """The process executor's initializer numbers its workers: worker i of a process with local
+    rank r gets slot r W + i, which select_device maps to GPU slot % N."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from gat_hpc.executors.process import _start_worker
+
+    for parent_rank, want in ((None, {0, 1, 2}), ("1", {3, 4, 5})):
+        if parent_rank is None:
+            monkeypatch.delenv("OMPI_COMM_WORLD_LOCAL_RANK", raising=False)
+        else:
+            monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_RANK", parent_rank)
+        for name in ("GAT_HPC_GPU_SLOT", "MV2_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "LOCAL_RANK"):
+            monkeypatch.delenv(name, raising=False)
+        ctx = multiprocessing.get_context("fork")
+        counter = ctx.Value("i", 0)
+        with ProcessPoolExecutor(3, mp_context=ctx, initializer=_start_worker, initargs=(counter, 3)) as pool:
+            seen = set(pool.map(_slot, range(9)))
+        slots = {pid: slot for slot, pid in seen}
+        assert len(seen) == len(slots)  # one slot per worker process, for good
+        assert set(slots.values()) <= want and len(set(slots.values())) == len(slots) >= 2
+    assert runtime.device_ordinal(5, 2) == 1
