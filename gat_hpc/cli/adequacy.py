@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from gat_hpc.cli.argtypes import positive_int
+from gat_hpc.cli.argtypes import checked, positive_int
 from gat_hpc.errors import InputError
 
 EXAMPLES = """examples:
@@ -29,34 +29,9 @@ Indices are totals over the profile's hours (a one-year profile gives per-year f
 """
 
 
-def _seed(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"the seed must be a non-negative integer, got {v}")
-    return v
-
-
-def _cov(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"{v}: give the target coefficient of variation as a fraction, 0 < C < 1")
-    return v
-
-
-def _mw(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"{v} must be a positive number of MW")
-    return v
+_seed = checked(int, lambda v: v >= 0, "the seed must be a non-negative integer, got {v}")
+_cov = checked(float, lambda v: 0 < v < 1, "{v}: give the target coefficient of variation as a fraction, 0 < C < 1")
+_mw = checked(float, lambda v: v > 0, "{v} must be a positive number of MW")
 
 
 def add_arguments(p, run_dir=True):

@@ -5,27 +5,31 @@ from __future__ import annotations
 import argparse
 
 
-def positive_int(text):
-    """An integer of at least 1 (counts, sizes, iterations)."""
+def _parse(text, kind):
+    """``text`` as an int or a float, or the one message for a value that is not a number."""
     try:
-        v = int(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
-    return v
+        raise argparse.ArgumentTypeError(f"'{text}' is not {'an integer' if kind is int else 'a number'}") from None
+
+
+def checked(kind, ok, message):
+    """An argparse type: ``kind`` (int or float) values for which ``ok(v)``; otherwise
+    ``message.format(v=v)``."""
+
+    def parse(text):
+        v = _parse(text, kind)
+        if not ok(v):
+            raise argparse.ArgumentTypeError(message.format(v=v))
+        return v
+
+    return parse
+
+
+#: an integer of at least 1 (counts, sizes, iterations)
+positive_int = checked(int, lambda v: v >= 1, "{v} must be at least 1")
 
 
 def percent(upper, what):
     """A float in (0, upper]; ``what`` completes the message: "give {what}, 0 < PCT <= upper"."""
-
-    def parse(text):
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-        if not 0 < v <= upper:
-            raise argparse.ArgumentTypeError(f"{v} is out of range: give {what}, 0 < PCT <= {upper:g}")
-        return v
-
-    return parse
+    return checked(float, lambda v: 0 < v <= upper, f"{{v}} is out of range: give {what}, 0 < PCT <= {upper:g}")
