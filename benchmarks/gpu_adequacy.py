@@ -31,16 +31,7 @@ from gat_hpc.cuda import runtime
 from gat_hpc.cuda.adequacy import capacity_check
 from gat_hpc.network.matpower import read_matpower
 
-
-def year_shape(hours=8760):
-    """Load shape, max 1: summer-peaking season, weekend dip, afternoon daily peak."""
-    h = np.arange(hours)
-    day, hod = h // 24, h % 24
-    season = 0.85 + 0.15 * np.cos(2 * np.pi * (day - 200) / 365)
-    week = np.where(day % 7 >= 5, 0.92, 1.0)
-    daily = 0.75 + 0.25 * (0.5 - 0.5 * np.cos(2 * np.pi * (hod - 4) / 24))
-    shape = season * week * daily
-    return shape / shape.max()
+from adequacy import year_shape  # benchmarks/adequacy.py: the same year of load
 
 
 def fleet(net):
