@@ -10,15 +10,16 @@ power flow). Registered: pf, nminus1, adequacy, opf and trivial.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import re
 import shlex
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
+from gat_hpc.cli import adequacy, nminus1, opf
 from gat_hpc.errors import InputError
 
 FMT = argparse.RawDescriptionHelpFormatter
@@ -137,45 +138,32 @@ register(StudyEntry("pf", "hourly AC power-flow sweep (array) or one distributed
 
 
 # ---------------------------------------------------------------- nminus1, adequacy, opf
-def _study_arguments(module):
-    def add(p):
-        mod = importlib.import_module(f"gat_hpc.cli.{module}")
-        mod.add_arguments(p, run_dir=False)
-    return add
-
-
 def _nminus1_plan(args):
-    from gat_hpc.cli.nminus1 import plan_study
-
-    config, inputs, chunks, derived = plan_study(args)
+    config, inputs, chunks, derived = nminus1.plan_study(args)
     return Sweep("contingency", config, inputs, chunks, derived)
 
 
 def _adequacy_plan(args):
-    from gat_hpc.cli.adequacy import plan_study
-
     if args.target_cov is not None:
         raise InputError("emit-sbatch adequacy: --target-cov adds sample batches as results come in, which a "
                          "fixed job array cannot do; give the number of --samples (or run `gat-hpc adequacy "
                          "--target-cov ... --executor mpi` inside one allocation)")
-    return Sweep("adequacy", *plan_study(args))
+    return Sweep("adequacy", *adequacy.plan_study(args))
 
 
 def _opf_plan(args):
-    from gat_hpc.cli.opf import plan_study
-
-    return Sweep("opf-dc", *plan_study(args))
+    return Sweep("opf-dc", *opf.plan_study(args))
 
 
 register(StudyEntry("nminus1", "N-1 / N-2 contingency screening across hours (array over hour x contingency chunks)",
-                    _study_arguments("nminus1"), _nminus1_plan, """examples:
+                    partial(nminus1.add_arguments, run_dir=False), _nminus1_plan, """examples:
   gat-hpc emit-sbatch nminus1 dc case2000.m --profiles year.parquet --chunk-hours 168 --run-dir runs/n1 \\
       --partition batch --time 00:30:00 --chunks-per-task 4
   gat-hpc emit-sbatch nminus1 dc case2000.m --profiles scenarios_ACTIVSg2000.m --contingencies contab_ACTIVSg2000.m \\
       --ac-threshold 100 --run-dir runs/n1 --submit
 """ + AFTER.format(run="n1")))
 register(StudyEntry("adequacy", "Monte-Carlo resource adequacy (array over sample x hour chunks)",
-                    _study_arguments("adequacy"), _adequacy_plan, """examples:
+                    partial(adequacy.add_arguments, run_dir=False), _adequacy_plan, """examples:
   gat-hpc emit-sbatch adequacy case118.m --reliability for.csv --profiles year.parquet --samples 100000 \\
       --chunk-samples 500 --run-dir runs/adq --submit
   gat-hpc emit-sbatch adequacy case118.m --reliability for.csv --profiles year.parquet --network dc \\
@@ -184,7 +172,8 @@ register(StudyEntry("adequacy", "Monte-Carlo resource adequacy (array over sampl
 --target-cov is refused here (a fixed array cannot add batches): run `gat-hpc adequacy ... --target-cov C
 --executor mpi` inside one allocation instead.
 """))
-register(StudyEntry("opf", "rolling DC-OPF (array over chunks of windows)", _study_arguments("opf"), _opf_plan,
+register(StudyEntry("opf", "rolling DC-OPF (array over chunks of windows)",
+                    partial(opf.add_arguments, run_dir=False), _opf_plan,
                     """examples:
   gat-hpc emit-sbatch opf dc case118.m --profiles year.parquet --chunk-hours 168 --run-dir runs/opf --submit
   gat-hpc emit-sbatch opf dc case_ACTIVSg2000.m --profiles scenarios_ACTIVSg2000.m --relax-pmin \\
