@@ -76,27 +76,38 @@ def _group_chunk(rd, cid, comm, held, executor, rank):
         if ctx.get("comm") is None or ctx["comm"].tompi4py() != comm:
             ctx["comm"] = PETSc.Comm(comm)
         tables, metrics = study.run_chunk(ctx, spec)
-    except GatError as exc:
-        error = f"{type(exc).__name__}: {exc}"
     except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exc(limit=8))
+        error = _error_text(exc)
     errors = [e for e in comm.allgather(error) if e]  # one rank's failure fails the chunk for all
     if not lead:
         return RAN_OK if not errors else RAN_FAILED
+    return _record(rd, cid, prev, start, executor, rank, tables, metrics, errors[0] if errors else "")
+
+
+def _error_text(exc):
+    """A chunk's error as recorded in its result: the message, with the traceback for anything
+    that is not a GatError (a bug or an environment problem, for `runs describe`)."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, GatError):
+        return text
+    return text + "\n" + "".join(traceback.format_exc(limit=8))
+
+
+def _record(rd, cid, prev, start, executor, rank, tables, metrics, error):
+    """Write a chunk's tables (unless it failed) and its result; returns RAN_OK or RAN_FAILED."""
     outputs = []
-    if not errors:
+    if not error:
         try:
             for name in sorted(tables):
                 outputs.append(asdict(rd.write_table(cid, name, tables[name])))
-        except GatError as exc:
-            errors = [f"{type(exc).__name__}: {exc}"]
-    res = ChunkResult(run_id=rd.run_id, chunk_id=cid, status="failed" if errors else "ok",
-                      attempt=(prev.attempt + 1) if prev is not None else 1, host=socket.gethostname(),
-                      pid=os.getpid(), rank=rank, executor=executor, start=start, end=time.time(),
-                      outputs=[] if errors else outputs, metrics={} if errors else metrics,
-                      error=errors[0] if errors else "")
-    rd.write_result(res)
-    return RAN_FAILED if errors else RAN_OK
+        except Exception as exc:
+            error = _error_text(exc)
+    ok = not error
+    rd.write_result(ChunkResult(run_id=rd.run_id, chunk_id=cid, status="ok" if ok else "failed",
+                                attempt=(prev.attempt + 1) if prev is not None else 1, host=socket.gethostname(),
+                                pid=os.getpid(), rank=rank, executor=executor, start=start, end=time.time(),
+                                outputs=outputs if ok else [], metrics=metrics if ok else {}, error=error))
+    return RAN_OK if ok else RAN_FAILED
 
 
 def execute_chunk(rd, cid, executor="local", rank=None, force=False):
@@ -113,22 +124,11 @@ def execute_chunk(rd, cid, executor="local", rank=None, force=False):
         if state == DONE and not force:
             return SKIPPED_DONE
         spec = rd.read_spec(cid)
-        attempt = (prev.attempt + 1) if prev is not None else 1
         start = time.time()
-        outputs, metrics, error, status = [], {}, "", "ok"
+        tables, metrics, error = {}, {}, ""
         try:
             study, ctx = study_context(rd)
             tables, metrics = study.run_chunk(ctx, spec)
-            for name in sorted(tables):
-                outputs.append(asdict(rd.write_table(cid, name, tables[name])))
-        except GatError as exc:
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
-        except Exception as exc:  # a bug or an environment problem: keep the traceback for describe
-            status = "failed"
-            error = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exc(limit=8))
-        res = ChunkResult(run_id=rd.run_id, chunk_id=cid, status=status, attempt=attempt,
-                          host=socket.gethostname(), pid=os.getpid(), rank=rank, executor=executor,
-                          start=start, end=time.time(), outputs=outputs if status == "ok" else [],
-                          metrics=metrics if status == "ok" else {}, error=error)
-        rd.write_result(res)
-        return RAN_OK if status == "ok" else RAN_FAILED
+        except Exception as exc:
+            error = _error_text(exc)
+        return _record(rd, cid, prev, start, executor, rank, tables, metrics, error)
