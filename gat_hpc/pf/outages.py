@@ -17,7 +17,7 @@ at once to the per-(hour, outage) summary and the worst violations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,6 +43,7 @@ class Reduction:
     max_flow_mw: np.ndarray
     min_flow_mw: np.ndarray
     violations: tuple
+    timings: dict = field(default_factory=dict)  # seconds per phase, from the GPU screen
 
 
 def _reduce_block(post_mw, inv_rating, threshold_pct, top, work=None):
@@ -225,6 +226,6 @@ def screen_branch_outages_lodf(base_mw, lodf_cols, outages, rating, monitored, t
                     argmax_loading=np.maximum(r.argmax, 0).astype(np.int64),
                     n_violations=r.n_violations.astype(np.int64), max_abs_flow_mw=nan,
                     argmax_abs_flow=np.full((H, K), -1, np.int64), max_flow_mw=nan.copy(), min_flow_mw=nan.copy(),
-                    violations=(h, k, m, flow, r.top_loading[h, k, j].astype(np.float64) * 100.0))
-    red.timings = r.timings
+                    violations=(h, k, m, flow, r.top_loading[h, k, j].astype(np.float64) * 100.0),
+                    timings=r.timings)
     return red, screen
