@@ -196,7 +196,8 @@ def main(argv=None):
               f"{tm['registers']} registers/thread")
         print("| quantity | value |")
         print("|---|---|")
-        print(f"| kernel time (partial + merge, median of {args.repeat}) | {ms(kern)} ms |")
+        print(f"| kernel time (partial + merge + violations, median of {args.repeat}) | {ms(kern)} ms "
+              f"(violations {ms(tm['violations'])}) |")
         print(f"| bytes (LODF once + flows + results) | {nbytes / 1e6:.1f} MB |")
         print(f"| achieved bandwidth | {gbs / 1e9:.0f} GB/s = {100 * gbs / bw_peak:.0f}% of "
               f"{bw_peak / 1e12:.2f} TB/s ({100 * gbs / bw_copy:.0f}% of measured copy) |")

@@ -18,8 +18,12 @@ The GPU kernel (``screening.cu``) streams the LODF once per block of hours and s
 exactly, the tiles of 32 monitored branches (16 in float64) that cannot matter: every loading
 of a tile is at most ``max|f/r| + max|LODF/r| * |f_k|`` over the tile, so when that bound
 (rounded up) is no larger than both the running maximum and the threshold, the tile can
-change no result. On real grids most tiles are lightly loaded and far from most outages, so
-most of the arithmetic is skipped while every result stays what the full scan gives.
+change no result. The running maxima start from the loadings of a few probe branches (the
+most loaded ones of the call), so that skipping works from the first tile on. On real grids
+most tiles are lightly loaded and far from most outages, so most of the arithmetic is skipped
+(98% of it on case_ACTIVSg10k) while every result stays what the full scan gives. The rare
+(hour, outage) pairs with violations are flagged by that pass, then counted and ranked by a
+second kernel that reads only their LODF columns.
 
 Both paths evaluate the same expression, ``|f[h,m]/r_m + (LODF[m,k]/r_m) * f[h,k]|``, on
 inputs scaled by 1/rating in float64 and then rounded to the working dtype (the GPU with one
@@ -54,8 +58,11 @@ from gat_hpc.cuda import runtime
 from gat_hpc.errors import InputError
 
 FLOAT32_BOUND_FACTOR = 2.5  # the c of the float32 bound, in units of eps32
-KB = 128                    # outages per thread block (screening.cu)
+KB = 128                    # outages per thread block of the partial kernel (screening.cu)
+VBLOCK = 512                # threads per block of the violations kernel (screening.cu)
+SATURATE = 3                # partial-kernel blocks per SM that saturate device memory (measured)
 NMAX = 16                   # largest top_n
+PROBES = 8                  # probe branches whose loadings seed the GPU kernel's running maxima
 # per dtype, as compiled in screening.cu: monitored branches per tile, hours per launch
 _TILE = {np.dtype(np.float32): 32, np.dtype(np.float64): 16}
 _HOURS = {np.dtype(np.float32): (8, 16, 24), np.dtype(np.float64): (8, 16)}
@@ -68,7 +75,8 @@ class ScreenResult:
     ``argmax``: its monitored branch (row of the LODF, int32), -1 when every loading is 0;
     ``n_violations``: branches with loading > threshold; ``top_ids`` / ``top_loading``: the
     ``top_n`` worst violations, loading descending then branch ascending, padded with -1 / 0;
-    ``timings``: seconds (GPU: ``upload``, ``kernel`` from device events, ``download``,
+    ``timings``: seconds (GPU: ``upload``, ``kernel`` from device events (all kernels of the
+    screen), ``violations`` (the part of ``kernel`` spent counting violations), ``download``,
     ``total`` wall clock; numpy: ``total``).
     """
 
@@ -228,6 +236,7 @@ class LodfScreen:
         t2 = time.perf_counter()
         self.timings.update(prepare=t1 - t0, upload_lodf=t2 - t1)
         self._mp, self._kp = lt.shape[0] * self._tm, lt.shape[1]
+        self._sms = runtime.device_info()["multiprocessors"]
         self._buffers = {}
 
     # ------------------------------------------------------------ public
@@ -281,37 +290,31 @@ class LodfScreen:
         mod = runtime.module("screening.cu")
         suffix = "f32" if self.dtype == np.float32 else "f64"
         part = mod.get_function(f"screen_partial_{suffix}_h{hb}")
-        part.prepare("PPPPPiiii" + ("f" if suffix == "f32" else "d") + "iPPPPP")
+        real = "f" if suffix == "f32" else "d"
+        part.prepare("PPPPPPiiiii" + real + "PPP")
         merge = mod.get_function(f"screen_merge_{suffix}_h{hb}")
-        merge.prepare("PPPPPPPPiiiiiiPPPPP")
+        merge.prepare("PPPPPPiiiiiPPPPP")
+        viol = mod.get_function(f"screen_violations_{suffix}_h{hb}")
+        viol.prepare("PPPPPiii" + real + "iiPPP")
         gather = mod.get_function(f"gather_top_{suffix}")
         gather.prepare("PPPiiPP")
-        return part, merge, gather
+        return part, merge, viol, gather
 
-    def splits(self, hb, part):
-        """Number of monitored-branch splits for the partial kernel ``part``: enough blocks to
-        fill the GPU's block slots in whole waves, few enough that the splits' partial
-        results (12 bytes per split, hour and outage) stay small against the LODF traffic."""
+    def splits(self):
+        """Number of monitored-branch splits for the partial kernel: the fewest that
+        give every SM ``SATURATE`` blocks (the LODF stream saturates device memory there, and
+        each further split adds 12 bytes per hour and outage of partial results plus a split
+        tail: on an H100 with case_ACTIVSg10k's 69 outage blocks, 6 splits = 3.1 blocks per SM
+        ran in 0.258 ms, 7 in 0.268, 8 in 0.302); at least as many as keep a split's tiles
+        below 0xffff (the kernel notes them in 16 bits), at most one per 4 tiles."""
         n_tiles = self._mp // self._tm
+        fewest = math.ceil(n_tiles / 0xff00)
         if self._n_split is not None:
-            return max(1, min(int(self._n_split), n_tiles))
+            return max(1, fewest, min(int(self._n_split), n_tiles))
         info = runtime.device_info()
-        regs_per_block = ((part.num_regs + 7) // 8 * 8) * KB
-        smem_per_block = part.shared_size_bytes + 1024  # the driver reserves 1 KB per block
-        per_sm = max(1, min(65536 // regs_per_block, info["shared_memory_per_sm"] // smem_per_block,
-                            2048 // KB))
-        slots = info["multiprocessors"] * per_sm
         nkb = self._kp // KB
-        tb = self.dtype.itemsize
-        best, best_cost = 1, None
-        for s in range(1, 65):
-            if s > 1 and n_tiles / s < 4:
-                break
-            waves = math.ceil(nkb * s / slots)
-            cost = self._mp * tb * waves * slots / (nkb * s) + 2 * 12 * s * hb
-            if best_cost is None or cost < best_cost:
-                best, best_cost = s, cost
-        return best
+        want = math.ceil(SATURATE * info["multiprocessors"] / nkb)
+        return max(fewest, min(want, max(1, n_tiles // 4)))
 
     def _device_buffers(self, h_count, hb, n_split, top_n):
         """Scratch, inputs and outputs of a call shape, allocated once and reused, with
@@ -323,11 +326,12 @@ class LodfScreen:
             n = n_split * hb * self.n_outages
             pairs = h_count * self.n_outages
             e = runtime.empty_device
-            b = {"p_max": e(n, self.dtype), "p_bt": e(n, np.int32), "p_cnt": e(n, np.int32),
-                 "p_tid": e(max(1, n * top_n), np.int32), "p_tld": e(max(1, n * top_n), self.dtype),
+            b = {"p_max": e(n, self.dtype), "p_bt": e(n, np.int32), "p_flag": e(n, np.int32),
+                 "listed": e(hb * self.n_outages, np.int32), "n_listed": e(1, np.int32),
                  "fs": e((self._mp // self._tm, hb, self._tm), self.dtype),
                  "am": e((self._mp // self._tm, hb), self.dtype),
                  "fo": e((hb, self._kp), self.dtype),
+                 "probe": e(PROBES, np.int32),
                  "max": e((h_count, self.n_outages), self.dtype),
                  "arg": e((h_count, self.n_outages), np.int32),
                  "cnt": e((h_count, self.n_outages), np.int32),
@@ -344,9 +348,9 @@ class LodfScreen:
         dt = self.dtype
         h_count, k_count, m_count = flows.shape[0], self.n_outages, self.n_monitored
         hb = self._hours_per_launch(h_count)
-        part, merge, gather = self._kernels(hb)
+        part, merge, viol, gather = self._kernels(hb)
         n_tiles = self._mp // self._tm
-        n_split = self.splits(hb, part)
+        n_split = self.splits()
         per_split = math.ceil(n_tiles / n_split)
         n_split = math.ceil(n_tiles / per_split)
         b = self._device_buffers(h_count, hb, n_split, top_n)
@@ -354,7 +358,8 @@ class LodfScreen:
         fout = flows[:, self.out_idx]
         thr = dt.type(threshold)
         kernel_s, upload_s = 0.0, 0.0
-        start, stop = drv.Event(), drv.Event()
+        start, mid, stop = drv.Event(), drv.Event(), drv.Event()
+        viol_s = 0.0
         fs_t, am, fo = b["host_fs"], b["host_am"], b["host_fo"]
         for h0 in range(0, h_count, hb):
             h1 = min(h_count, h0 + hb)
@@ -365,30 +370,41 @@ class LodfScreen:
             padded[:h1 - h0, :m_count] = fs[h0:h1]
             fs_t[...] = padded.reshape(hb, n_tiles, self._tm).transpose(1, 0, 2)
             np.abs(fs_t).max(axis=2, out=am)
+            # the seeds' probe branches: the most loaded of these hours (see screening.cu)
+            probe = np.argsort(-np.abs(padded[:, :m_count]).max(axis=0), kind="stable")[:PROBES].astype(np.int32)
             fo.fill(0)
             fo[:h1 - h0, :k_count] = fout[h0:h1]
             tu = time.perf_counter()
             drv.memcpy_htod(b["fs"].gpudata, fs_t)
             drv.memcpy_htod(b["am"].gpudata, am)
             drv.memcpy_htod(b["fo"].gpudata, fo)
+            drv.memcpy_htod(b["probe"].gpudata, probe)
             upload_s += time.perf_counter() - tu
             start.record()
             part.prepared_call((self._kp // KB, n_split, 1), (KB, 1, 1),
                                self._d_lt.gpudata, self._d_bmax.gpudata, b["fs"].gpudata,
-                               b["am"].gpudata, b["fo"].gpudata, k_count,
-                               self._kp, per_split, n_tiles, thr, top_n, b["p_max"].gpudata,
-                               b["p_bt"].gpudata, b["p_cnt"].gpudata, b["p_tid"].gpudata,
-                               b["p_tld"].gpudata)
+                               b["am"].gpudata, b["fo"].gpudata, b["probe"].gpudata, len(probe), k_count,
+                               self._kp, per_split, n_tiles, thr, b["p_max"].gpudata,
+                               b["p_bt"].gpudata, b["p_flag"].gpudata)
             n_pairs = (h1 - h0) * k_count
+            drv.memset_d32_async(b["n_listed"].gpudata, 0, 1)  # in stream order: no host wait
             merge.prepared_call((math.ceil(n_pairs / 256), 1, 1), (256, 1, 1),
-                                b["p_max"].gpudata, b["p_bt"].gpudata, b["p_cnt"].gpudata,
-                                b["p_tid"].gpudata, b["p_tld"].gpudata, self._d_lt.gpudata,
-                                b["fs"].gpudata, b["fo"].gpudata, n_split, h1 - h0, k_count,
-                                self._kp, top_n, h0, b["max"].gpudata, b["arg"].gpudata,
-                                b["cnt"].gpudata, b["tid"].gpudata, b["tld"].gpudata)
+                                b["p_max"].gpudata, b["p_bt"].gpudata, b["p_flag"].gpudata,
+                                self._d_lt.gpudata, b["fs"].gpudata, b["fo"].gpudata, n_split,
+                                h1 - h0, k_count, self._kp, h0, b["max"].gpudata,
+                                b["arg"].gpudata, b["cnt"].gpudata, b["n_listed"].gpudata,
+                                b["listed"].gpudata)
+            mid.record()
+            # the pairs with violations: exact counts and top lists (a block each)
+            viol.prepared_call((2 * self._sms, 1, 1), (VBLOCK, 1, 1),
+                               self._d_lt.gpudata, b["fs"].gpudata, b["fo"].gpudata,
+                               b["n_listed"].gpudata, b["listed"].gpudata, k_count, self._kp,
+                               n_tiles, thr, top_n, h0, b["cnt"].gpudata, b["tid"].gpudata,
+                               b["tld"].gpudata)
             stop.record()
             stop.synchronize()
             kernel_s += stop.time_since(start) * 1e-3
+            viol_s += stop.time_since(mid) * 1e-3
         td = time.perf_counter()
         for name in ("max", "arg", "cnt"):
             drv.memcpy_dtoh(b["host_" + name], b[name].gpudata)
@@ -408,7 +424,7 @@ class LodfScreen:
             res.top_ids.reshape(-1, top_n)[pairs] = d_id.get().reshape(-1, top_n)
             res.top_loading.reshape(-1, top_n)[pairs] = d_ld.get().reshape(-1, top_n)
         t1 = time.perf_counter()
-        res.timings.update(upload=upload_s, kernel=kernel_s, download=t1 - td, total=t1 - t0,
+        res.timings.update(upload=upload_s, kernel=kernel_s, violations=viol_s, download=t1 - td, total=t1 - t0,
                            n_split=n_split, hours_per_launch=hb, registers=part.num_regs)
         return res
 
