@@ -141,6 +141,30 @@ def test_screen_first_maximum_across_tiles_and_splits():
         assert cpu.top_ids[0, 0].tolist() == [5, 150, -1]
 
 
+def test_screen_many_violations_with_ties_in_one_pair():
+    # the outage of branch 1 overloads 300 branches spread over every tile and split, in three
+    # groups of equal loading: the violations kernel's count, and its top list in (loading
+    # desc, branch asc) order across its warps' ranges, must equal the twin's
+    rng = np.random.default_rng(11)
+    m = 3000
+    out_idx = np.array([0, 1, 2, 3])
+    flows = np.full((3, m), 50.0)
+    flows[:, 1] = 100.0
+    lodf = np.zeros((m, 4))
+    lodf[out_idx, np.arange(4)] = -1.0
+    hit = np.sort(rng.choice(np.arange(10, m), 300, replace=False))
+    lodf[hit, 1] = rng.choice([0.5, 0.75, 1.0], 300)  # loadings (50 + 100 LODF) / 90 > 1
+    ratings = np.full(m, 90.0)
+    for dtype in (np.float32, np.float64):
+        cpu = screen_lodf_numpy(flows, lodf, out_idx, ratings, 1.0, 16, dtype)
+        for n_split in (None, 3):
+            gpu = LodfScreen(lodf, out_idx, ratings, dtype, n_split=n_split).screen(flows, 1.0, 16)
+            assert_same(gpu, cpu)
+        assert cpu.n_violations[:, 1].tolist() == [300] * 3
+        assert cpu.top_ids[0, 1].tolist() == hit[lodf[hit, 1] == 1.0][:16].tolist()
+        assert cpu.n_violations[:, 0].tolist() == [1] * 3  # branch 1 itself, 100 / 90
+
+
 # ---------------------------------------------------------------- PTDF flows
 @pytest.mark.parametrize("n_scen", [24, 300])
 def test_ptdf_flows_kernel_and_cublas(n_scen):
