@@ -75,9 +75,15 @@ def _group_chunk(rd, cid, comm, held, executor, rank):
         study, ctx = study_context(rd)
         if ctx.get("comm") is None or ctx["comm"].tompi4py() != comm:
             ctx["comm"] = PETSc.Comm(comm)
-        tables, metrics = study.run_chunk(ctx, spec)
     except Exception as exc:
         error = _error_text(exc)
+    # the chunk's solves are collective: either every rank of the group has its context and
+    # runs them, or none does (a rank that failed here would leave the others waiting)
+    if not any(comm.allgather(error)):
+        try:
+            tables, metrics = study.run_chunk(ctx, spec)
+        except Exception as exc:
+            error = _error_text(exc)
     errors = [e for e in comm.allgather(error) if e]  # one rank's failure fails the chunk for all
     if not lead:
         return RAN_OK if not errors else RAN_FAILED

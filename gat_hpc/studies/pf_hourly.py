@@ -94,8 +94,10 @@ class PFHourly:
         t0 = time.perf_counter()
         dist = cfg.get("solver") == "petsc"
         root = not dist or dist_comm(ctx).getRank() == 0
+        solved = []  # (hour index, result or None, mismatch, load MW)
         for k in range(a, b):
             load = set_hour(work, prof, k, case_pg, case_total, cfg.get("dispatch", "proportional"))
+            mis = None
             try:
                 if dist:
                     res, V = self._solve_dist(ctx, work, V)
@@ -103,12 +105,14 @@ class PFHourly:
                     res = solve_ac(work, tol=cfg["tol"], max_iter=cfg["max_iter"], init=cfg["init"],
                                    q_limits=cfg["q_limits"], v0=V, cache=ctx["cache"])
                     V = res.V
-                ok = True
             except ConvergenceError as exc:
-                ok, res = False, None
-                mis = exc.mismatch
-            if not root:
-                continue  # a distributed solve's result is on the group's first rank, which writes
+                res, mis = None, exc.mismatch
+            if root:  # a distributed solve's result is on the group's first rank, which writes
+                solved.append((k, res, mis, float(load.real.sum() * base)))
+        # the rows are built after the loop, so that nothing the first rank alone does can fail
+        # between two collective solves and leave the group's other ranks waiting
+        for k, res, mis, load_mw in solved:
+            ok = res is not None
             h = int(prof.hours[k])
             if ok:
                 s_from, s_to = res.s_from * base, res.s_to * base
@@ -116,7 +120,7 @@ class PFHourly:
                 loading = np.full(nb, np.nan)
                 loading[live] = 100 * np.maximum(np.abs(s_from[live]), np.abs(s_to[live])) / net.rate_a_mva[live]
                 energised = np.setdiff1d(np.arange(n), res.types.dead)
-                rows_h.append((h, True, res.iterations, res.max_mismatch_pu * base, float(load.real.sum() * base),
+                rows_h.append((h, True, res.iterations, res.max_mismatch_pu * base, load_mw,
                                float(res.pg.sum() * base), float((res.s_from + res.s_to).real.sum() * base),
                                float(res.vm[energised].min()), float(res.vm[energised].max()),
                                float(np.nanmax(loading)) if np.any(live) else np.nan,
@@ -127,7 +131,7 @@ class PFHourly:
                 st.append(s_to)
                 ld.append(loading)
             else:
-                rows_h.append((h, False, cfg["max_iter"], (mis or np.nan) * base, float(load.real.sum() * base),
+                rows_h.append((h, False, cfg["max_iter"], (mis or np.nan) * base, load_mw,
                                np.nan, np.nan, np.nan, np.nan, np.nan, 0))
                 vm.append(np.full(n, np.nan))
                 va.append(np.full(n, np.nan))
