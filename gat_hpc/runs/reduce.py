@@ -1,9 +1,12 @@
 """Merge the chunk partitions of a finished run into ``RUN/reduce/``: idempotent, all or nothing.
 
-Partitions are streamed in chunk-id order (studies plan chunks over increasing key
-ranges), each sorted by the table's keys, into one Parquet file per table; only the
-files listed in the chunks' results (and matching their checksums) are read, never a
-directory listing, so a stray or half-written file cannot leak into the result.
+Each table comes out sorted by its keys, whatever the chunking: the partitions are grouped
+by the range of their leading key (partitions whose ranges overlap, such as the contingency
+blocks of one block of hours, form one group), the groups are written in key order, and
+each group is sorted by all the keys in memory, one group at a time. So two runs that differ
+only in chunk sizes give byte-identical tables. Only the files listed in the chunks' results
+(and matching their checksums) are read, never a directory listing, so a stray or
+half-written file cannot leak into the result.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ from gat_hpc.errors import InputError
 from gat_hpc.runs.rundir import DONE, sha256_file
 from gat_hpc.util.atomic import atomic_dir
 
+ROW_GROUP = 1 << 20  # rows per Parquet row group of a reduced table
+
 
 def reduce_run(rd, allow_partial=False):
     """Write RUN/reduce/<table>.parquet and summary.json; returns the summary dict."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from gat_hpc.studies import get_study
@@ -35,20 +41,28 @@ def reduce_run(rd, allow_partial=False):
     with atomic_dir(out_final) as tmp:
         paths = {}
         for table, keys in study.tables.items():
-            path = os.path.join(tmp, f"{table}.parquet")
-            writer = None
-            n = 0
-            for cid in done:
-                for out in states[cid][1].outputs:
-                    if out["table"] != table:
-                        continue
-                    t = pq.read_table(rd.resolve(out["path"])).sort_by([(k, "ascending") for k in keys])
-                    if writer is None:
-                        writer = pq.ParquetWriter(path, t.schema)
-                    writer.write_table(t)
-                    n += t.num_rows
-            if writer is None:
+            files = [rd.resolve(out["path"]) for cid in done for out in states[cid][1].outputs
+                     if out["table"] == table]
+            if not files:
                 continue
+            path = os.path.join(tmp, f"{table}.parquet")
+            order = [(k, "ascending") for k in keys]
+            writer = pending = None
+            n = 0
+            for group in _overlap_groups(files, keys[0]):
+                parts = [pq.read_table(f) for f in group]
+                t = (parts[0] if len(parts) == 1 else pa.concat_tables(parts)).sort_by(order)
+                if writer is None:
+                    writer = pq.ParquetWriter(path, t.schema)
+                n += t.num_rows
+                # row groups of ROW_GROUP rows whatever the groups, so the bytes do not depend
+                # on the chunking either
+                pending = t if pending is None else pa.concat_tables([pending, t])
+                while pending.num_rows >= ROW_GROUP:
+                    writer.write_table(pending.slice(0, ROW_GROUP))
+                    pending = pending.slice(ROW_GROUP)
+            if pending is not None and (pending.num_rows or n == 0):
+                writer.write_table(pending)
             writer.close()
             rows[table] = n
             paths[table] = path
@@ -64,3 +78,36 @@ def reduce_run(rd, allow_partial=False):
             json.dump(summary, fh, indent=1, sort_keys=True)
             fh.write("\n")
     return summary
+
+
+def _overlap_groups(files, key):
+    """The Parquet ``files`` in groups to merge: sorted by the smallest value of column ``key``,
+    a file joins the current group when its range of ``key`` overlaps the group's. Ranges come
+    from the column alone (read per file; a few bytes per row). Empty files go with the first
+    group."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    spans, empty = [], []
+    for i, f in enumerate(files):
+        col = pq.read_table(f, columns=[key])[key]
+        if len(col) == 0 or col.null_count == len(col):
+            empty.append(f)
+            continue
+        mm = pc.min_max(col)
+        spans.append((mm["min"].as_py(), mm["max"].as_py(), i, f))
+    spans.sort(key=lambda s: (s[0], s[2]))
+    groups, hi = [], None
+    for lo_f, hi_f, _, f in spans:
+        if groups and lo_f <= hi:
+            groups[-1].append(f)
+            hi = max(hi, hi_f)
+        else:
+            groups.append([f])
+            hi = hi_f
+    if empty:
+        if groups:
+            groups[0] = empty + groups[0]
+        else:
+            groups = [empty]
+    return groups

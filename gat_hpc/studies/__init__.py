@@ -1,8 +1,9 @@
 """Studies that run as chunked sweeps: each is planned into ChunkSpecs and run chunk by chunk.
 
 A study class provides:
-- ``name`` and ``tables`` ({table: sort keys}): chunks cover disjoint, increasing slices of
-  the key space in chunk-id order, so reduce can stream partitions in chunk order;
+- ``name`` and ``tables`` ({table: sort keys}): reduce merges the partitions in key order
+  (groups of partitions whose leading-key ranges overlap are sorted together), so keep a
+  chunk's range of the leading key narrow: the largest group must fit in memory;
 - ``context(rundir)``: what every chunk needs (parsed network, profile), built once per process;
 - ``run_chunk(ctx, spec) -> (tables, metrics)``: Arrow tables for this chunk's partition;
 - ``summarize(rundir, reduced_paths) -> dict``: the study's part of reduce/summary.json.
