@@ -57,7 +57,7 @@ def main(argv=None):
         dev_s = sum(m.get("device_screen_s", 0.0) for m in metrics)
         chunk_s = sum(m["seconds"] for m in metrics)
         flows = sum(m["post_outage_flows"] for m in metrics)
-        # rows come in chunk order: sort both by (hour, contingency) before comparing
+        # reduced tables are in key order; sorting again keeps runs reduced before that comparable
         t = {d: pq.read_table(os.path.join(work, d, "reduce", "contingencies.parquet"))
              .sort_by([("hour", "ascending"), ("contingency_index", "ascending")]) for d in ("gpu", "cpu")}
         v = {d: pq.read_table(os.path.join(work, d, "reduce", "violations.parquet")).num_rows for d in ("gpu", "cpu")}
