@@ -275,6 +275,29 @@ def test_reduced_tables_do_not_depend_on_the_chunking(tmp_path):
     assert got[0] == got[1] == got[2]
 
 
+def test_contingency_of_an_element_already_out_is_flagged(tmp_path):
+    from gat_hpc.network.matpower import write_matpower
+
+    net = read_matpower(case_path("case30"))
+    net.branch_status[5] = 0  # branch_id 6 is out in the case
+    case = tmp_path / "case30_out6.m"
+    write_matpower(net, case)
+    cont = tmp_path / "c.csv"
+    cont.write_text("label,branch_id\n1,5\n2,6\n3,7\n")
+    run = tmp_path / "run"
+    assert nminus1("dc", str(case), "--contingencies", str(cont), "--run-dir", run, "--threshold", "60",
+                   "--dispatch", "slack", "--quiet") == 0
+    t = pq.read_table(run / "reduce" / "contingencies.parquet").to_pydict()
+    flags = dict(zip(t["contingency_label"], t["already_out"]))
+    assert flags == {1: False, 2: True, 3: False}
+    # outaging what is already out leaves the base case: its most loaded branch and loading
+    base = solve_dc(net)
+    rated = net.branch_in_service() & (net.rate_a_mva > 0)
+    loading = np.where(rated, 100 * np.abs(base.p_from_mw) / np.where(rated, net.rate_a_mva, 1), 0)
+    row = t["contingency_label"].index(2)
+    assert abs(t["max_loading_pct"][row] - loading.max()) < 1e-9
+
+
 def test_bad_contingency_input(tmp_path):
     bad = tmp_path / "c.csv"
     bad.write_text("label,branch_id\n1,3\n2,99999\n")

@@ -544,6 +544,12 @@ class Contingency:
         first_branch = np.array([net.branch_id[b[0]] if b else -1 for b in brs], dtype=np.int64)
         second_branch = np.array([net.branch_id[b[1]] if len(b) > 1 else -1 for b in brs], dtype=np.int64)
         gen_id = np.array([net.gen_id[g[0]] if g else -1 for g in gns], dtype=np.int64)
+        # a contingency naming an element the case already has out of service changes
+        # nothing (or less than it says): flagged, so that its rows are not read as screened
+        live_br, live_gen = net.branch_in_service(), net.gen_status
+        already = np.array([bool(np.any(~live_br[np.asarray(b, dtype=np.int64)])
+                                 or np.any(~live_gen[np.asarray(g, dtype=np.int64)])) for b, g in zip(brs, gns)],
+                           dtype=bool)
         argl = red.argmax_loading.ravel()
         arga = red.argmax_abs_flow.ravel()
         mxl = red.max_loading_pct.ravel()
@@ -579,6 +585,7 @@ class Contingency:
             "max_violation_mw": opt(worst_flow - lim, violated),
             "violation_limit_mw": opt(lim, violated),
             "islanding": pa.array(isl, pa.bool_()),
+            "already_out": pa.array(np.tile(already, H), pa.bool_()),
             "ac_verified": pa.array(ac_v, pa.bool_()),
             "ac_converged": opt(ac_ok, ac_v, pa.bool_()),
             "ac_max_loading_pct": opt(ac["max_loading_pct"].ravel(), ac_ok),
