@@ -180,6 +180,35 @@ def test_every_partition_method_gives_the_serial_solution(setup, method):
         assert np.max(np.abs(res.V - ref.V)) < 1e-8 and res.iterations == ref.iterations
 
 
+def test_ptscotch_partition_is_the_same_every_call_and_tries_keep_the_smallest_cut(setup):
+    from gat_hpc.dist.partition import edge_cut, partition_buses
+
+    PETSc, comm, net, mpi = setup["PETSc"], setup["comm"], setup["net"], setup["mpi"]
+    if not PETSc.Sys.hasExternalPackage("ptscotch"):
+        pytest.skip("this PETSc has no PT-Scotch")
+    if mpi.Get_size() < 2:
+        pytest.skip("one rank: nothing to partition")
+    live = np.setdiff1d(np.arange(net.n_bus), setup["types"].dead)
+    opts = PETSc.Options()
+
+    def part_with(**options):
+        for k, v in options.items():
+            opts[k] = v
+        try:
+            return partition_buses(net, live, comm, method="ptscotch")[0]
+        finally:
+            for k in options:
+                opts.delValue(k)
+
+    single = [part_with(gat_partition_seed=seed, gat_partition_tries=1) for seed in (0, 2, 4, 0)]
+    assert np.array_equal(single[0], single[3])  # PT-Scotch's generator is reset: same seed, same partition
+    cuts = [edge_cut(net, p) for p in single[:3]]
+    best = part_with(gat_partition_seed=0, gat_partition_tries=3)
+    assert edge_cut(net, best) == min(cuts)
+    assert np.array_equal(best, single[cuts.index(min(cuts))])  # the first of the smallest
+    assert np.array_equal(part_with(), part_with())  # the default: the same every call
+
+
 def test_checkpoint_written_in_parallel_reads_back(setup, tmp_path_factory):
     from gat_hpc.dist.checkpoint import Checkpointer, read_checkpoint
     from gat_hpc.dist.snes import QState
