@@ -37,8 +37,8 @@ import scipy.sparse as sp
 from gat_hpc.errors import InputError
 
 PETSC_METHODS = ("ptscotch", "parmetis", "chaco", "party")
-DEFAULT_TRIES = 2  # PT-Scotch seeds tried (0 and 2): the 2-copy tiled case_ACTIVSg70k gets 51 lines, not 145
 OWN_METHODS = ("rcm", "natural")
+DEFAULT_TRIES = 2  # PT-Scotch seeds tried (0 and 2): the 2-copy tiled case_ACTIVSg70k gets 51 lines, not 145
 
 
 def bus_adjacency(net, live):
