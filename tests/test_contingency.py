@@ -170,6 +170,16 @@ def test_study_rows_match_direct_resolves_and_flag_islanding(tmp_path):
     top = pq.read_table(run / "reduce" / "top_violations.parquet")
     lp = top["loading_pct"].to_numpy()
     assert np.all(np.diff(lp) <= 0) and np.all(lp > 80)
+    # each violation row also has its branch's loading before the outage, that hour
+    v = pq.read_table(run / "reduce" / "violations.parquet").to_pylist()
+    assert v and all(r["source"] == "dc" for r in v)
+    for h in {r["hour"] for r in v}:
+        n = net.copy()
+        n.load_p *= scale[h]
+        n.load_q *= scale[h]
+        before = np.abs(direct_dc(n)) / np.where(net.rate_a_mva > 0, net.rate_a_mva, np.inf) * 100
+        for r in (r for r in v if r["hour"] == h):
+            assert abs(r["base_loading_pct"] - before[r["monitored_branch_id"] - 1]) < 1e-6
 
 
 def test_ac_verification_equals_cold_ac_solves(tmp_path):
@@ -196,6 +206,14 @@ def test_ac_verification_equals_cold_ac_solves(tmp_path):
         assert abs(row["ac_max_loading_pct"] - worst) < 1e-4
         checked += 1
     assert checked > 30
+    # AC violation rows carry the branch's AC loading before the outage
+    v = [r for r in pq.read_table(run / "reduce" / "violations.parquet").to_pylist() if r["source"] == "ac"]
+    base = solve_ac(net, tol=1e-10)
+    before = np.maximum(np.abs(base.s_from), np.abs(base.s_to)) * net.base_mva
+    before = before / np.where(rated, net.rate_a_mva, np.inf) * 100
+    assert v
+    for r in v:
+        assert abs(r["base_loading_pct"] - before[r["monitored_branch_id"] - 1]) < 1e-4
 
 
 def test_depth_two_adds_screened_pairs(tmp_path):

@@ -317,7 +317,7 @@ class Contingency:
             if np.any(want):
                 vio_ac = self._ac_verify(ctx, hours, load, pg, want, brs, gns, ac, thr, top)
                 vio.extend(vio_ac)
-        tables = self._tables(ctx, hours, unmet, cont, kinds, brs, gns, red, islanding, ac, vio, c0)
+        tables = self._tables(ctx, hours, unmet, cont, kinds, brs, gns, red, islanding, ac, vio, c0, f_mw)
         metrics = {"hours": H, "contingencies": K, "post_outage_flows": int(H * K * net.n_branch),
                    "ac_solves": int(ac["verified"].sum()), "seconds": time.perf_counter() - t0}
         if cfg.get("device", "cpu") != "cpu":
@@ -436,6 +436,7 @@ class Contingency:
             pg_h = work.pg.copy()
             jmap, lu, types0 = cache["jmap"], cache["lu"], cache["types"]
             ybus0, yf0, yt0 = cache["ybus"], cache["yf"], cache["yt"]
+            base_loading = self._ac_loading(net, res.V, yf0, yt0, inv_rating)  # before any outage
             if "pos" not in acc:
                 acc["pos"] = branch_entry_positions(ybus0, net)
                 acc["adm"] = branch_admittances(net)
@@ -484,23 +485,29 @@ class Contingency:
                     ac["converged"][h, k] = False
                     continue
                 ac["converged"][h, k] = True
-                V = r.V
-                sf = V[net.f_bus] * np.conj(yf0 @ V) * base
-                st = V[net.t_bus] * np.conj(yt0 @ V) * base
+                sf = r.V[net.f_bus] * np.conj(yf0 @ r.V) * base
                 sf[br] = 0.0
-                st[br] = 0.0
-                loading = np.maximum(np.abs(sf), np.abs(st)) * inv_rating
+                loading = self._ac_loading(net, r.V, yf0, yt0, inv_rating)
+                loading[br] = 0.0
                 m = int(np.argmax(loading))
                 ac["max_loading_pct"][h, k] = loading[m]
                 ac["argmax"][h, k] = m
                 over = np.flatnonzero(loading > thr)
                 if over.size:
                     sel = over[np.argsort(-loading[over])[:top]]
-                    vio.append((np.full(sel.size, h), np.full(sel.size, k), sel, sf.real[sel], loading[sel], "ac"))
+                    vio.append((np.full(sel.size, h), np.full(sel.size, k), sel, sf.real[sel], loading[sel], "ac",
+                                base_loading[sel]))
                 ac["n_violations"][h, k] = over.size
             work.branch_status = net.branch_status.copy()
             work.gen_status = net.gen_status.copy()
         return vio
+
+    @staticmethod
+    def _ac_loading(net, V, yf, yt, inv_rating):
+        """Branch loadings in % (max of |S_from|, |S_to| over the rating) at voltages V."""
+        sf = V[net.f_bus] * np.conj(yf @ V)
+        st = V[net.t_bus] * np.conj(yt @ V)
+        return np.maximum(np.abs(sf), np.abs(st)) * net.base_mva * inv_rating
 
     @staticmethod
     def _ac_base(ctx, work, cache, rounds=4):
@@ -533,7 +540,7 @@ class Contingency:
             work.pg = hourly_dispatch(work, "proportional", total)[0][:, 0]
         return res
 
-    def _tables(self, ctx, hours, unmet, cont, kinds, brs, gns, red, islanding, ac, vio, c0):
+    def _tables(self, ctx, hours, unmet, cont, kinds, brs, gns, red, islanding, ac, vio, c0, f_mw):
         net, cfg = ctx["net"], ctx["config"]
         H, K = red.max_loading_pct.shape
         rating = ctx["rating"]
@@ -601,6 +608,8 @@ class Contingency:
             vh = np.asarray(vh, dtype=np.int64)
             vk = np.asarray(vk, dtype=np.int64)
             vm = np.asarray(vm, dtype=np.int64)
+            # the monitored branch before the outage, same hour, same model (DC or AC)
+            before = item[6] if len(item) > 6 else 100.0 * np.abs(f_mw[vh, vm]) / rating[vm]
             parts.append(pa.table({
                 "hour": pa.array(hours[vh], pa.int64()),
                 "contingency_index": pa.array(c0 + vk, pa.int64()),
@@ -609,13 +618,15 @@ class Contingency:
                 "flow_mw": pa.array(np.asarray(vf, dtype=float), pa.float64()),
                 "limit_mw": pa.array(rating[vm], pa.float64()),
                 "loading_pct": pa.array(np.asarray(vl, dtype=float), pa.float64()),
+                "base_loading_pct": pa.array(np.asarray(before, dtype=float), pa.float64()),
                 "source": pa.array([src] * len(vh), pa.string()),
             }))
         v = pa.concat_tables(parts) if parts else pa.table({
             "hour": pa.array([], pa.int64()), "contingency_index": pa.array([], pa.int64()),
             "contingency_label": pa.array([], pa.int64()), "monitored_branch_id": pa.array([], pa.int64()),
             "flow_mw": pa.array([], pa.float64()), "limit_mw": pa.array([], pa.float64()),
-            "loading_pct": pa.array([], pa.float64()), "source": pa.array([], pa.string())})
+            "loading_pct": pa.array([], pa.float64()), "base_loading_pct": pa.array([], pa.float64()),
+            "source": pa.array([], pa.string())})
         return {"contingencies": t, "violations": v}
 
     # ---------------------------------------------------------- reduce
