@@ -178,12 +178,15 @@ def test_contingency_report_matches_the_tables(runs, which):
     # overload counts: the (hour, outage) pairs in violations.parquet per monitored branch (AC rows where verified)
     v = reduced(run, "violations").to_pylist()
     verified = {(r["hour"], r["contingency_index"]) for r in cont.filter(cont["ac_verified"]).to_pylist()}
-    count = {}
+    count, before = {}, {}
     for r in v:
         if (r["source"] == "ac") == ((r["hour"], r["contingency_index"]) in verified):
             count[r["monitored_branch_id"]] = count.get(r["monitored_branch_id"], 0) + 1
+            # runs made with --threshold 80: overloaded before the outage, same hour and model
+            before[r["monitored_branch_id"]] = before.get(r["monitored_branch_id"], 0) + (r["base_loading_pct"] > 80)
     ov = fig(rep, "overloaded").data
     assert dict(zip(ov["branch_id"].tolist(), ov["count"].tolist())) == count
+    assert dict(zip(ov["branch_id"].tolist(), ov["before"].tolist())) == before
     assert list(ov["count"]) == sorted(ov["count"], reverse=True)
     # the table is the head of top_violations.parquet
     tab = next(t for t in rep.tables if t.name == "top_violations")

@@ -214,12 +214,17 @@ def heatmap(run, top=40):
 
 
 def overloaded_data(run):
-    """Number of (hour, contingency) pairs in which each monitored branch is overloaded, most first."""
+    """Number of (hour, contingency) pairs in which each monitored branch is overloaded, most first,
+    and how many of those found it above the threshold before the outage (``before``; zeros for
+    runs made before violations.parquet had ``base_loading_pct``)."""
     s = scan(run)
     ac_keys = pa.array(s["ac_keys"], pa.int64())
     has_ac = len(s["ac_keys"]) > 0
+    thr = float(run.config.get("threshold_pct", 100.0))
     parts = []
-    batches = run.batches("violations", ["hour", "contingency_index", "monitored_branch_id", "source"]) \
+    cols = ["hour", "contingency_index", "monitored_branch_id", "source"]
+    with_base = run.has("violations") and "base_loading_pct" in run.columns("violations")
+    batches = run.batches("violations", cols + (["base_loading_pct"] if with_base else [])) \
         if run.has("violations") else []
     for b in batches:
         src = b.column("source")
@@ -230,14 +235,20 @@ def overloaded_data(run):
             keep = pc.equal(src, "dc")
         t = pa.Table.from_batches([b]).filter(keep)
         if t.num_rows:
-            parts.append(t.group_by("monitored_branch_id").aggregate([("hour", "count")]))
+            pre = pc.greater(t["base_loading_pct"], thr) if with_base else pa.nulls(t.num_rows, pa.bool_())
+            t = pa.table({"monitored_branch_id": t["monitored_branch_id"],
+                          "pre": pc.if_else(pc.fill_null(pre, False), 1, 0).cast(pa.int64())})
+            parts.append(t.group_by("monitored_branch_id").aggregate([("pre", "count"), ("pre", "sum")]))
     if parts:
-        agg = pa.concat_tables(parts).group_by("monitored_branch_id").aggregate([("hour_count", "sum")])
-        ids, counts = agg["monitored_branch_id"].to_numpy(), agg["hour_count_sum"].to_numpy()
+        agg = pa.concat_tables(parts).group_by("monitored_branch_id").aggregate(
+            [("pre_count", "sum"), ("pre_sum", "sum")])
+        ids, counts = agg["monitored_branch_id"].to_numpy(), agg["pre_count_sum"].to_numpy()
+        before = agg["pre_sum_sum"].to_numpy()
     else:
-        ids, counts = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        ids, counts, before = (np.zeros(0, np.int64) for _ in range(3))
     order = np.lexsort((ids, -counts))
-    return {"branch_id": ids[order], "count": counts[order].astype(np.int64)}
+    return {"branch_id": ids[order], "count": counts[order].astype(np.int64),
+            "before": before[order].astype(np.int64)}
 
 
 def overloaded(run, top=20):
@@ -248,10 +259,13 @@ def overloaded(run, top=20):
         return no_data("overloaded", title, f"No branch exceeds {thr:g}% of its rating "
                                             "after any outage in any hour.")
     n = min(top, len(d["branch_id"]))
-    ids, counts = d["branch_id"][:n], d["count"][:n]
+    ids, counts, before = d["branch_id"][:n], d["count"][:n], d["before"][:n]
     fig, ax = new_figure(8.0, min(8.0, 1.5 + 0.24 * n))
     y = np.arange(n)
-    ax.barh(y, counts, color="#d6604d", height=0.7)
+    ax.barh(y, counts, color="#d6604d", height=0.7, label="caused by the outage")
+    if before.any():  # the part already above the threshold before the outage
+        ax.barh(y, before, color="#f4a582", height=0.7, label="already overloaded before the outage")
+        ax.legend(loc="lower right", fontsize=8)
     ax.set_yticks(y, [f"branch {int(b)}" for b in ids])
     ax.set_ylim(n - 0.5, -0.6)
     ax.grid(axis="y", visible=False)
@@ -274,9 +288,11 @@ def overloaded(run, top=20):
     caption = (f"For each monitored branch, the number of (hour, outage) pairs, of {fmt_num(total_pairs)} screened, "
                f"after which its loading exceeds {thr:g}% of its rating; the {n} most frequent. Counts come from "
                f"violations.parquet, which keeps the {per} worst branches of each (hour, outage), so a branch that is "
-               "rarely among the worst few can be under-counted.")
+               "rarely among the worst few can be under-counted. The lighter part of a bar counts the pairs in "
+               "which the branch was already above the threshold before the outage, in the same hour "
+               "(base_loading_pct): overloads of the base case, not of the outage.")
     nums = {"branches_overloaded": len(d["branch_id"]), "most_overloaded_branch": int(ids[0]),
-            "most_overloaded_count": int(counts[0])}
+            "most_overloaded_count": int(counts[0]), "most_overloaded_before": int(before[0])}
     return Fig("overloaded", "Most frequently overloaded branches", caption, fig, d, nums)
 
 
@@ -287,8 +303,10 @@ def top_table(run, limit=25):
     t = run.read("top_violations")
     rows = []
     for r in t.slice(0, limit).to_pylist():
+        before = r.get("base_loading_pct")
         rows.append([r["hour"], r["contingency_label"], r["monitored_branch_id"], f"{r['flow_mw']:.2f}",
-                     f"{r['limit_mw']:.2f}", f"{r['loading_pct']:.2f}", "AC" if r.get("ac_verified") else "DC"])
+                     f"{r['limit_mw']:.2f}", f"{r['loading_pct']:.2f}", "-" if before is None else f"{before:.2f}",
+                     "AC" if r.get("ac_verified") else "DC"])
     caption = (f"The {min(limit, t.num_rows)} worst (hour, outage, branch) rows of reduce/top_violations.parquet "
                f"({t.num_rows} rows kept by the run's --top), by loading.") if t.num_rows else \
         "No violation: reduce/top_violations.parquet is empty."
@@ -298,7 +316,8 @@ def top_table(run, limit=25):
         nums.update(top_loading_pct=first["loading_pct"], top_hour=first["hour"],
                     top_contingency_label=first["contingency_label"], top_branch_id=first["monitored_branch_id"])
     return Table("top_violations", "Top violations",
-                 ["hour", "outage (label)", "overloaded branch", "flow (MW)", "limit (MW)", "loading (%)", "source"],
+                 ["hour", "outage (label)", "overloaded branch", "flow (MW)", "limit (MW)", "loading (%)",
+                  "before outage (%)", "source"],
                  rows, caption, nums)
 
 

@@ -666,7 +666,7 @@ class Contingency:
         tv = pa.table({"hour": v["hour"], "contingency_label": v["contingency_label"],
                        "contingency_index": v["contingency_index"], "monitored_branch_id": v["monitored_branch_id"],
                        "flow_mw": v["flow_mw"], "limit_mw": v["limit_mw"], "loading_pct": v["loading_pct"],
-                       "ac_verified": pc.equal(v["source"], "ac")})
+                       "base_loading_pct": v["base_loading_pct"], "ac_verified": pc.equal(v["source"], "ac")})
         pq.write_table(tv, out)
         return {"top_violations": out}
 
