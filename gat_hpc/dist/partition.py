@@ -132,7 +132,7 @@ def _scotch_random():
 
     try:
         with open("/proc/self/maps") as fh:
-            paths = sorted(set(re.findall(r"/\S*libptscotch-[0-9.]*\.so[.0-9]*", fh.read())))
+            paths = sorted(set(re.findall(r"/\S*libptscotch[-.0-9]*\.so[.0-9]*", fh.read())))
     except OSError:
         return None
     for path in paths:
