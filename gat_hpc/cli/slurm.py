@@ -94,9 +94,13 @@ def _pf_arguments(p):
     p.add_argument("case", help="MATPOWER .m, PSS/E .raw (v33) or grid.arrow folder")
     add_solve_arguments(p)
     add_sweep_arguments(p.add_argument_group("hourly sweep: an array over chunks of profile hours"), run_dir=False)
-    m = p.add_argument_group("one distributed power flow: an MPI job of --ntasks ranks")
+    m = p.add_argument_group("distributed power flows: an MPI job of --ntasks ranks")
     m.add_argument("--solver", choices=("newton", "petsc"), default="newton",
-                   help="petsc: the distributed AC power flow (PETSc SNES on MPI ranks) instead of a sweep")
+                   help="petsc: the distributed AC power flow (PETSc SNES on MPI ranks): one power flow, or with "
+                        "--profiles an hourly sweep whose hours are distributed solves (--mode mpi)")
+    m.add_argument("--ranks-per-solve", type=int, default=None, metavar="R",
+                   help="sweep with --solver petsc: groups of R ranks of the MPI job each solve one chunk's hours "
+                        "(--ntasks a multiple of R; default 1)")
     m.add_argument("--out", help="output folder of the distributed power flow (default RUN/pf); PETSc options "
                                  "(-snes_monitor, -pc_type lu ...) after the case pass through to the job, as with `pf`")
     from gat_hpc.dist.petsc import accept_petsc_options
@@ -111,10 +115,19 @@ def _pf_plan(args):
     petsc = list(args.petsc_options)
     if petsc and args.solver != "petsc":
         raise InputError(f"PETSc options ({' '.join(petsc)}) apply to the distributed solver only (--solver petsc)")
+    if args.solver == "petsc" and args.profiles:  # an hourly sweep of distributed solves
+        if args.job_mode != "mpi":
+            raise InputError("emit-sbatch pf ac --profiles --solver petsc: the hours are distributed solves by "
+                             "groups of ranks of one MPI job; add --mode mpi --ntasks N (N a multiple of "
+                             "--ranks-per-solve)")
+        if petsc:
+            raise InputError(f"PETSc options ({' '.join(petsc)}) are not kept with a sweep's run directory; "
+                             "the sweep's solves use the defaults (docs/distributed.md)")
+        args.executor = "mpi"  # what the job runs: `runs resume --executor mpi`
+        return Sweep(*plan_sweep(args))
+    if args.ranks_per_solve is not None:
+        raise InputError("--ranks-per-solve groups the ranks of an hourly sweep: give --profiles and --solver petsc")
     if args.solver == "petsc":
-        if args.profiles:
-            raise InputError("emit-sbatch pf ac --solver petsc solves one power flow; drop --profiles "
-                             "(an hourly sweep runs as an array with the serial solver)")
         if not os.path.exists(args.case):
             raise InputError(f"{args.case}: no such file")
         out = os.path.abspath(args.out or os.path.join(args.run_dir, "pf"))
@@ -270,6 +283,9 @@ def cmd_emit(args):
         n_tasks = -(-len(plan.chunks) // settings.chunks_per_task)
         if args.job_mode == "array":
             check_array_size(n_tasks, settings, len(plan.chunks), run_dir)  # before anything is written
+        per = int(plan.config.get("ranks_per_solve", 1)) if plan.config.get("solver") == "petsc" else 1
+        if settings.ntasks % per:
+            raise InputError(f"--ntasks {settings.ntasks} is not a multiple of --ranks-per-solve {per}")
         rd = create_or_open(LocalExecutor(), run_dir, plan.study, plan.config, plan.inputs, plan.chunks,
                             command=sys.argv, derived=plan.derived)
         if args.job_mode == "array":

@@ -180,6 +180,27 @@ def test_mpi_job_of_two_ranks_equals_local(cluster, tmp_path, launcher):
     assert ranks == {0, 1}, ranks  # both ranks took chunks
 
 
+def test_sweep_of_distributed_solves_in_one_mpi_job_equals_serial(cluster, tmp_path):
+    # every hour solved by a group of 2 ranks (--ranks-per-solve) inside one Slurm MPI job
+    prof = write_profile(tmp_path / "p.parquet", 12)
+    ref = local_reference(tmp_path, prof, 3)
+    run = tmp_path / "run"
+    r = gat("emit-sbatch", "pf", "ac", CASE118, "--profiles", prof, "--chunk-size", 3, "--run-dir", run,
+            "--solver", "petsc", "--ranks-per-solve", 2, "--mode", "mpi", "--ntasks", 2, "--venv", VENV, "--submit")
+    assert r.returncode == 0, r.stderr
+    jid = submitted_ids(r.stdout)["mpi"]
+    until(lambda: not in_queue(jid), 120, "the MPI job to end")
+    log = (run / "logs" / f"mpi_{jid}.out").read_text()
+    assert tasks(jid)[0]["JobState"] == "COMPLETED", log
+    got = reduced(run, PF_TABLES)
+    assert got["hours"]["iterations"].to_pylist() == ref["hours"]["iterations"].to_pylist()
+    for table, cols, atol in (("buses", ("vm_pu", "va_deg"), 1e-8), ("flows", ("p_from_mw", "q_from_mvar"), 1e-6)):
+        for c in cols:
+            assert np.allclose(got[table][c].to_numpy(), ref[table][c].to_numpy(), rtol=0, atol=atol), (table, c)
+    metrics = [json.loads((run / "results" / f"{c}.json").read_text())["metrics"] for c in range(4)]
+    assert {m["ranks_per_solve"] for m in metrics} == {2}
+
+
 @pytest.mark.parametrize("launcher", ["srun", "mpirun"])
 def test_distributed_power_flow_on_two_ranks_equals_serial(cluster, tmp_path, launcher):
     serial = tmp_path / "serial"
