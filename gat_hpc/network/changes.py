@@ -490,15 +490,21 @@ def _group(n, owner, values):
     return out
 
 
+def already_out(net, branches, gens):
+    """Per contingency (its branch and generator indices): does it name an element that is
+    out of service in the case?"""
+    live_br = net.branch_in_service()
+    return np.array([bool(np.any(~live_br[np.asarray(b, dtype=np.int64)])
+                          or np.any(~net.gen_status[np.asarray(g, dtype=np.int64)])) for b, g in zip(branches, gens)],
+                    dtype=bool)
+
+
 def _make(labels, branches, gens, net, source):
     nb = np.array([len(b) for b in branches], dtype=np.int64)
     ng = np.array([len(g) for g in gens], dtype=np.int64)
     kind = np.where(nb + ng > 1, "multi", np.where(nb == 1, "branch", "gen")).astype(object)
-    live_br = net.branch_in_service()
-    out = np.array([bool(np.any(~live_br[b]) or np.any(~net.gen_status[g])) for b, g in zip(branches, gens)],
-                   dtype=bool)
     return Contingencies(labels=np.asarray(labels, dtype=np.int64), branches=branches, gens=gens,
-                         kind=kind, already_out=out, source=source)
+                         kind=kind, already_out=already_out(net, branches, gens), source=source)
 
 
 def contingencies_from_table(table, net):

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from gat_hpc.errors import ConvergenceError, InputError
+from gat_hpc.network.changes import already_out
 from gat_hpc.network.io import read_case
 from gat_hpc.pf import outages as O
 from gat_hpc.pf.dc import factor_reduced, make_bdc
@@ -409,7 +410,6 @@ class Contingency:
         from gat_hpc.pf.ybus import branch_admittances, branch_entry_positions, outage_ybus
 
         net, cfg = ctx["net"], ctx["config"]
-        base = net.base_mva
         acc = ctx["ac_cache"]
         if "work" not in acc:
             from gat_hpc.studies.pf_hourly import per_bus_network
@@ -436,7 +436,7 @@ class Contingency:
             pg_h = work.pg.copy()
             jmap, lu, types0 = cache["jmap"], cache["lu"], cache["types"]
             ybus0, yf0, yt0 = cache["ybus"], cache["yf"], cache["yt"]
-            base_loading = self._ac_loading(net, res.V, yf0, yt0, inv_rating)  # before any outage
+            _, base_loading = self._ac_flows(net, res.V, yf0, yt0, inv_rating)  # before any outage
             if "pos" not in acc:
                 acc["pos"] = branch_entry_positions(ybus0, net)
                 acc["adm"] = branch_admittances(net)
@@ -485,10 +485,7 @@ class Contingency:
                     ac["converged"][h, k] = False
                     continue
                 ac["converged"][h, k] = True
-                sf = r.V[net.f_bus] * np.conj(yf0 @ r.V) * base
-                sf[br] = 0.0
-                loading = self._ac_loading(net, r.V, yf0, yt0, inv_rating)
-                loading[br] = 0.0
+                sf, loading = self._ac_flows(net, r.V, yf0, yt0, inv_rating, br)
                 m = int(np.argmax(loading))
                 ac["max_loading_pct"][h, k] = loading[m]
                 ac["argmax"][h, k] = m
@@ -503,11 +500,15 @@ class Contingency:
         return vio
 
     @staticmethod
-    def _ac_loading(net, V, yf, yt, inv_rating):
-        """Branch loadings in % (max of |S_from|, |S_to| over the rating) at voltages V."""
-        sf = V[net.f_bus] * np.conj(yf @ V)
-        st = V[net.t_bus] * np.conj(yt @ V)
-        return np.maximum(np.abs(sf), np.abs(st)) * net.base_mva * inv_rating
+    def _ac_flows(net, V, yf, yt, inv_rating, out=None):
+        """(S_from in MVA, loading in %: max of |S_from|, |S_to| over the rating) of every branch
+        at voltages V; the branches ``out`` (indices) carry nothing."""
+        sf = V[net.f_bus] * np.conj(yf @ V) * net.base_mva
+        st = V[net.t_bus] * np.conj(yt @ V) * net.base_mva
+        if out is not None:
+            sf[out] = 0.0
+            st[out] = 0.0
+        return sf, np.maximum(np.abs(sf), np.abs(st)) * inv_rating
 
     @staticmethod
     def _ac_base(ctx, work, cache, rounds=4):
@@ -553,10 +554,7 @@ class Contingency:
         gen_id = np.array([net.gen_id[g[0]] if g else -1 for g in gns], dtype=np.int64)
         # a contingency naming an element the case already has out of service changes
         # nothing (or less than it says): flagged, so that its rows are not read as screened
-        live_br, live_gen = net.branch_in_service(), net.gen_status
-        already = np.array([bool(np.any(~live_br[np.asarray(b, dtype=np.int64)])
-                                 or np.any(~live_gen[np.asarray(g, dtype=np.int64)])) for b, g in zip(brs, gns)],
-                           dtype=bool)
+        already = already_out(net, brs, gns)
         argl = red.argmax_loading.ravel()
         arga = red.argmax_abs_flow.ravel()
         mxl = red.max_loading_pct.ravel()
