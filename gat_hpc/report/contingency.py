@@ -223,7 +223,7 @@ def overloaded_data(run):
     thr = float(run.config.get("threshold_pct", 100.0))
     parts = []
     cols = ["hour", "contingency_index", "monitored_branch_id", "source"]
-    with_base = run.has("violations") and "base_loading_pct" in run.columns("violations")
+    with_base = "base_loading_pct" in run.columns("violations")  # [] when there is no table
     batches = run.batches("violations", cols + (["base_loading_pct"] if with_base else [])) \
         if run.has("violations") else []
     for b in batches:
@@ -235,9 +235,9 @@ def overloaded_data(run):
             keep = pc.equal(src, "dc")
         t = pa.Table.from_batches([b]).filter(keep)
         if t.num_rows:
-            pre = pc.greater(t["base_loading_pct"], thr) if with_base else pa.nulls(t.num_rows, pa.bool_())
-            t = pa.table({"monitored_branch_id": t["monitored_branch_id"],
-                          "pre": pc.if_else(pc.fill_null(pre, False), 1, 0).cast(pa.int64())})
+            pre = pc.fill_null(pc.greater(t["base_loading_pct"], thr), False) if with_base else \
+                pa.array(np.zeros(t.num_rows, dtype=bool))
+            t = pa.table({"monitored_branch_id": t["monitored_branch_id"], "pre": pre.cast(pa.int64())})
             parts.append(t.group_by("monitored_branch_id").aggregate([("pre", "count"), ("pre", "sum")]))
     if parts:
         agg = pa.concat_tables(parts).group_by("monitored_branch_id").aggregate(
