@@ -180,7 +180,8 @@ def petsc_partition(adj, comm, kind, seeds=(0,)):
         mp.setAdjacency(graph)
         mp.setType(kind)
         mp.setFromOptions()
-        for seed in seeds if random is not None else seeds[:1]:
+        seeds = seeds if random is not None else seeds[:1]  # without the generator a try is a repeat
+        for seed in seeds:
             if random is not None:
                 random[0](seed)
                 random[1]()
