@@ -180,3 +180,57 @@ def test_hourly_sweep_with_ranks_per_solve_equals_the_serial_sweep(tmp_path):
     assert r.returncode == 2 and "--executor mpi" in r.stderr
     r = mpirun(1, GAT, *common, "--run-dir", tmp_path / "y", "--ranks-per-solve", 2)
     assert r.returncode == 2 and "--solver petsc" in r.stderr
+    r = mpirun(1, GAT, *common, "--run-dir", tmp_path / "z", "--solver", "petsc", "--partition-file", tmp_path / "q")
+    assert r.returncode == 2 and "--partition-file belong to one distributed power flow" in r.stderr
+
+
+def test_partition_file_written_then_used(tmp_path):
+    from gat_hpc.dist.partition import edge_cut, save_partition
+    from gat_hpc.network.matpower import read_matpower
+    from gat_hpc.pf.topology import bus_types
+
+    case, stored = case_path("case118"), tmp_path / "p118.parquet"
+    common = ("pf", "ac", case, "--solver", "petsc", "--q-limits", "--partition-file", stored)
+    r = mpirun(2, GAT, *common, "--out", tmp_path / "a")
+    assert r.returncode == 0, r.stderr
+    first = json.loads((tmp_path / "a" / "summary.json").read_text())
+    meta = pq.read_schema(stored).metadata
+    assert first["partition"] == "ptscotch" and int(meta[b"edge_cut"]) == first["edge_cut"] and meta[b"ranks"] == b"2"
+    written = stored.read_bytes()
+    r = mpirun(2, GAT, *common, "--out", tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    second = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert second["partition"] == "stored" and second["edge_cut"] == first["edge_cut"]
+    assert second["interface_unknowns"] == first["interface_unknowns"]
+    assert stored.read_bytes() == written  # read, not rewritten
+    for name, t in tables(tmp_path / "a").items():
+        assert t.equals(tables(tmp_path / "b")[name]), name
+
+    # a partition made here (case-file order cut in two) is the one the solve uses
+    net = read_matpower(case)
+    live = np.setdiff1d(np.arange(net.n_bus), bus_types(net).dead)
+    part = np.full(net.n_bus, -1)
+    part[live] = np.arange(len(live)) * 2 // len(live)
+    mine = tmp_path / "halves.parquet"
+    save_partition(mine, net, live, part, "natural")
+    r = mpirun(2, GAT, "pf", "ac", case, "--solver", "petsc", "--q-limits", "--partition-file", mine, "--out", tmp_path / "c")
+    assert r.returncode == 0, r.stderr
+    third = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert third["edge_cut"] == edge_cut(net, part) != first["edge_cut"]
+    assert third["iterations"] == first["iterations"]
+    vm = [tables(tmp_path / k)["buses"]["vm_pu"].to_numpy() for k in ("a", "c")]
+    assert np.max(np.abs(vm[0] - vm[1])) < 1e-9
+
+    # refused: another rank count, another network, not a partition; every rank exits 2
+    other = tmp_path / "p14.parquet"
+    assert mpirun(2, GAT, "pf", "ac", case_path("case14"), "--solver", "petsc", "--partition-file", other,
+                  "--out", tmp_path / "d").returncode == 0
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"not parquet")
+    for n, path, words in ((3, stored, "made for 2 ranks, this run has 3"), (2, other, "made for another network"),
+                           (2, junk, "cannot read it as a partition")):
+        r, status = per_rank(n, tmp_path, "pf", "ac", case, "--solver", "petsc", "--partition-file", path,
+                             "--out", tmp_path / "e")
+        assert status == [2] * n, (path, r.stderr)
+        assert r.stderr.count("gat-hpc: error:") == 1 and words in r.stderr, r.stderr
+    assert stored.read_bytes() == written and not (tmp_path / "e").exists()

@@ -171,8 +171,9 @@ def _dist_sweep_config(args):
         if per is not None:
             raise InputError("--ranks-per-solve needs --solver petsc")
         return {}
-    if getattr(args, "checkpoint_every", 0) or getattr(args, "restart", None):
-        raise InputError("--checkpoint-every and --restart belong to one distributed power flow, not a sweep")
+    if getattr(args, "checkpoint_every", 0) or getattr(args, "restart", None) or getattr(args, "partition_file", None):
+        raise InputError("--checkpoint-every, --restart and --partition-file belong to one distributed power flow, "
+                         "not a sweep (a sweep partitions once per chunk)")
     per = 1 if per is None else per
     if per < 1:
         raise InputError("--ranks-per-solve must be at least 1")

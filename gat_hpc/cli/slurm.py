@@ -133,7 +133,8 @@ def _pf_plan(args):
         out = os.path.abspath(args.out or os.path.join(args.run_dir, "pf"))
         argv = ["gat-hpc", "pf", "ac", os.path.abspath(args.case), "--solver", "petsc", "--out", out,
                 "--tol", repr(args.tol), "--max-iter", str(args.max_iter), "--init", args.init]
-        argv += (["--q-limits"] if args.q_limits else []) + petsc
+        argv += (["--q-limits"] if args.q_limits else [])
+        argv += (["--partition-file", os.path.abspath(args.partition_file)] if args.partition_file else []) + petsc
         return Command(argv, f"distributed AC power flow of {os.path.basename(args.case)}", "pf-ac")
     if not args.profiles:
         raise InputError("emit-sbatch pf ac: give --profiles for an hourly sweep (an array job), "

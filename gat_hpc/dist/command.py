@@ -34,6 +34,10 @@ def add_arguments(p):
     g.add_argument("--checkpoint-every", type=int, default=0, metavar="K",
                    help="write the solver state every K Newton iterations (parallel HDF5)")
     g.add_argument("--restart", metavar="CHECKPOINT", help="continue from a checkpoint file")
+    g.add_argument("--partition-file", metavar="FILE.parquet",
+                   help="a stored partition of the buses over the ranks: used when FILE exists (made for the "
+                        "same network and number of ranks), else the partition computed in this run is "
+                        "written there for the next runs")
     g.add_argument("--ranks-per-solve", type=int, default=None, metavar="R",
                    help="hourly sweep (--profiles, --run-dir) with --solver petsc and --executor mpi: groups of R "
                         "ranks each solve one chunk's hours with the distributed solver (default 1)")
@@ -117,7 +121,8 @@ def _run(args, comm, mpi):
 
     t1 = time.perf_counter()
     res, info = solve_ac_dist(net, comm, tol=args.tol, max_iter=args.max_iter, init=args.init,
-                              q_limits=args.q_limits, checkpoint=checkpoint, restart=restart, callback=cb)
+                              q_limits=args.q_limits, checkpoint=checkpoint, restart=restart, callback=cb,
+                              partition_file=os.path.abspath(args.partition_file) if args.partition_file else None)
     t_solve = time.perf_counter() - t1
     progress.close()
     summary = None

@@ -124,9 +124,21 @@ def rcm_partition(adj, nparts):
     return part
 
 
+_SCOTCH_RANDOM = []  # the functions below, once found (a process keeps the libraries it loaded)
+
+
 def _scotch_random():
     """(SCOTCH_randomSeed, SCOTCH_randomReset) of the PT-Scotch library this process has
     loaded (PETSc's), or None when there is none or it lacks them."""
+    if not _SCOTCH_RANDOM:
+        found = _find_scotch_random()
+        if found is None:
+            return None
+        _SCOTCH_RANDOM.append(found)
+    return _SCOTCH_RANDOM[0]
+
+
+def _find_scotch_random():
     import ctypes
     import re
 
@@ -146,9 +158,10 @@ def _scotch_random():
     return None
 
 
-def _cut(adj, part):
-    """Edges of the symmetric graph ``adj`` whose ends are in different parts."""
-    rows = np.repeat(np.arange(adj.shape[0]), np.diff(adj.indptr))
+def _cut(adj, part, rows=None):
+    """Edges of the symmetric graph ``adj`` whose ends are in different parts (``rows``: the row
+    of each stored entry, when already known)."""
+    rows = np.repeat(np.arange(adj.shape[0]), np.diff(adj.indptr)) if rows is None else rows
     return int(np.count_nonzero(part[rows] != part[adj.indices])) // 2
 
 
@@ -181,6 +194,7 @@ def petsc_partition(adj, comm, kind, seeds=(0,)):
         mp.setType(kind)
         mp.setFromOptions()
         seeds = seeds if random is not None else seeds[:1]  # without the generator a try is a repeat
+        rows = np.repeat(np.arange(m), np.diff(adj.indptr)) if len(seeds) > 1 else None
         for seed in seeds:
             if random is not None:
                 random[0](seed)
@@ -191,7 +205,7 @@ def petsc_partition(adj, comm, kind, seeds=(0,)):
                 part = np.concatenate(comm.tompi4py().allgather(owned.getIndices().astype(np.int64)))
             finally:
                 owned.destroy()
-            cut = _cut(adj, part) if len(seeds) > 1 else 0
+            cut = _cut(adj, part, rows) if len(seeds) > 1 else 0
             if best is None or cut < best[0]:
                 best = (cut, part)
     finally:
@@ -205,3 +219,76 @@ def edge_cut(net, part):
     on = net.branch_in_service()
     pf, pt = part[net.f_bus[on]], part[net.t_bus[on]]
     return int(np.count_nonzero((pf != pt) & (pf >= 0) & (pt >= 0)))
+
+
+# ---------------------------------------------------------------- stored partitions
+PARTITION_FORMAT = "gat-hpc partition 1"
+
+
+def partition_fingerprint(net, live):
+    """SHA-256 (hex) of what a partition is computed from: the ids of the energised buses and the
+    bus ids at both ends of every in-service branch between them."""
+    import hashlib
+
+    live = np.asarray(live, dtype=np.int64)
+    alive = np.zeros(net.n_bus, dtype=bool)
+    alive[live] = True
+    on = net.branch_in_service()
+    f, t = net.f_bus[on], net.t_bus[on]
+    keep = alive[f] & alive[t]
+    h = hashlib.sha256()
+    for a in (net.bus_id[live], net.bus_id[f[keep]], net.bus_id[t[keep]]):
+        h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def save_partition(path, net, live, part, method):
+    """Write ``part`` (owner rank of every bus, -1 outside ``live``) to a Parquet file: one row per
+    energised bus (bus_id, rank), with the network's fingerprint, the number of ranks, the
+    method and the edge cut in the file's metadata. Atomic: a reader sees the old file or the new."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gat_hpc.util.atomic import atomic_path
+
+    live = np.asarray(live, dtype=np.int64)
+    ranks = int(np.max(part[live])) + 1 if len(live) else 1
+    meta = {"format": PARTITION_FORMAT, "fingerprint": partition_fingerprint(net, live), "ranks": str(ranks),
+            "method": method, "edge_cut": str(edge_cut(net, part)), "case": net.name}
+    table = pa.table({"bus_id": pa.array(net.bus_id[live], type=pa.int64()),
+                      "rank": pa.array(part[live], type=pa.int32())})
+    table = table.replace_schema_metadata({k: str(v) for k, v in meta.items()})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def load_partition(path, net, live, nparts):
+    """The partition stored in ``path`` by :func:`save_partition`, as ``part`` (owner rank of every
+    bus); InputError when the file is unreadable, not a partition, or made for another network
+    or another number of ranks."""
+    import pyarrow.parquet as pq
+
+    live = np.asarray(live, dtype=np.int64)
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--partition-file {path}: cannot read it as a partition ({exc})") from None
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    if meta.get("format") != PARTITION_FORMAT or set(table.column_names) != {"bus_id", "rank"}:
+        raise InputError(f"--partition-file {path}: not a partition written by gat-hpc")
+    if meta.get("fingerprint") != partition_fingerprint(net, live):
+        raise InputError(f"--partition-file {path}: made for another network (other energised buses or "
+                         f"in-service branches: {meta.get('case', '?')}); remove it or give another path")
+    if meta.get("ranks") != str(nparts):
+        raise InputError(f"--partition-file {path}: made for {meta.get('ranks')} ranks, this run has {nparts}; "
+                         "give another path")
+    ids = table.column("bus_id").to_numpy()
+    ranks = table.column("rank").to_numpy().astype(np.int64)
+    # written in the order of ``live`` (which the fingerprint covers): the same ids, the same order
+    if not np.array_equal(ids, net.bus_id[live]) or np.any((ranks < 0) | (ranks >= nparts)):
+        raise InputError(f"--partition-file {path}: its buses or ranks do not match its metadata")
+    if not np.all(np.bincount(ranks, minlength=nparts)):
+        raise InputError(f"--partition-file {path}: leaves a rank without buses")
+    part = np.full(net.n_bus, -1, dtype=np.int64)
+    part[live] = ranks
+    return part

@@ -188,20 +188,31 @@ class OrderedKLU:
         """The g x g Schur complement of the interface block, dense.
 
         Read from KLU's factors: L_ΓΓ U_ΓΓ = P_Γ R_Γ^-1 S. The trailing columns are read in
-        place from KLU's numeric object (its column pointers stay put across refactorisations);
-        the first time, that reading is checked against ``klu_extract``, which copies all of L
-        and U and is used instead if the two ever disagree.
+        place from KLU's numeric object (its column pointers stay put across refactorisations).
+        The first time, that reading is checked by one solve through KLU's own ``klu_solve``:
+        the last g entries of M^-1 [0; w] are S^-1 w, so S times them must give w back. If it
+        does not, every later S comes from ``klu_extract``, which copies all of L and U.
         """
         if self.g == 0:
             return np.zeros((0, 0))
         if self._fast is None:
-            ref = self._schur_by_extract()
             try:
-                self._fast = bool(np.allclose(self._schur_in_place(), ref, rtol=1e-12, atol=1e-12 * np.max(np.abs(ref))))
+                s = self._schur_in_place()
+                self._fast = self._solves_back(s)
             except (ValueError, IndexError):
                 self._fast = False
-            return ref
+            return s if self._fast else self._schur_by_extract()
         return self._schur_in_place() if self._fast else self._schur_by_extract()
+
+    def _solves_back(self, s):
+        """True when ``s`` is the Schur complement of the factored matrix: S (M^-1 [0; w])_Γ = w."""
+        g, k = self.g, self.n - self.g
+        w = 1.0 + np.arange(g) / g
+        rhs = np.zeros(self.n)
+        rhs[k:] = w
+        y = self.solve(rhs)[k:]
+        scale = np.max(np.abs(s)) * np.max(np.abs(y)) + np.max(w)
+        return bool(np.all(np.isfinite(y)) and np.max(np.abs(s @ y - w)) <= 1e-9 * scale)
 
     def _columns(self):
         """Positions of the trailing g columns' L and U entries in KLU's LU block (as int32 and
@@ -324,8 +335,9 @@ class SchurKLU:
         cols = eq.indices.astype(np.int64)
         mine = (cols >= lo) & (cols < hi)
         rows = np.repeat(np.arange(n), np.diff(eq.indptr))
-        boundary = eq.layout.boundary
-        gam = np.sort(np.concatenate([eq.th_x[np.isin(eq.th_bus, boundary)], eq.vm_x[np.isin(eq.vm_bus, boundary)]]))
+        on_boundary = np.zeros(eq.layout.n_owned, dtype=bool)
+        on_boundary[eq.layout.boundary] = True
+        gam = np.sort(np.concatenate([eq.th_x[on_boundary[eq.th_bus]], eq.vm_x[on_boundary[eq.vm_bus]]]))
         self.g = g = len(gam)
         self.g_counts = np.array(comm.allgather(g))
         self.g_starts = np.concatenate([[0], np.cumsum(self.g_counts)])
@@ -336,13 +348,13 @@ class SchurKLU:
             self.csr = sp.csr_matrix((eq.data, cols - lo, eq.indptr), shape=(n, n))
             self.klu = _klu.KLU()
             return
-        if np.any(~mine & ~np.isin(rows, gam)):
+        is_gam = np.zeros(n, dtype=bool)
+        is_gam[gam] = True
+        if not np.all(is_gam[rows[~mine]]):
             raise AssertionError("an interior row couples to another rank")
         # this rank's diagonal block, interface last, CSC, its values as positions into eq.data
         code = sp.csr_matrix((np.flatnonzero(mine) + 1.0, cols[mine] - lo, np.concatenate(
             [[0], np.cumsum(np.bincount(rows[mine], minlength=n))])), shape=(n, n))
-        is_gam = np.zeros(n, dtype=bool)
-        is_gam[gam] = True
         perm = interface_last_order(code, is_gam)
         inverse = np.empty(n, dtype=np.int64)
         inverse[perm] = np.arange(n)

@@ -16,6 +16,7 @@ analysis hangs on these matrices, PLATFORM.md D), or with ``-pc_factor_mat_solve
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from gat_hpc.dist.collective import Clock, agree
 from gat_hpc.dist.equations import PowerFlowEquations
 from gat_hpc.dist.layout import BusLayout
-from gat_hpc.dist.partition import edge_cut, partition_buses
+from gat_hpc.dist.partition import edge_cut, load_partition, partition_buses, save_partition
 from gat_hpc.dist.petsc import one_blas_thread_per_rank
 from gat_hpc.errors import ConvergenceError
 from gat_hpc.pf.ac import Q_VIOLATION_MVAR, ACResult, _dispatch, _sbus, _switch_to_pq, initial_voltage
@@ -89,7 +90,7 @@ class _KnownCurrents:
 
 def solve_ac_dist(net, comm, tol=1e-8, max_iter=30, init="case", q_limits=False, max_q_rounds=50,
                   partition=None, checkpoint=None, restart=None, callback=None, raise_on_fail=True,
-                  v0=None, part=None):
+                  v0=None, part=None, partition_file=None):
     """Solve the AC power flow of ``net`` (the same network on every rank) across ``comm``.
 
     ``comm``: PETSc communicator; ``tol``: max mismatch, p.u.; ``init``: 'case' | 'flat' | 'dc';
@@ -99,7 +100,9 @@ def solve_ac_dist(net, comm, tol=1e-8, max_iter=30, init="case", q_limits=False,
     :class:`Restart` read from a checkpoint; ``callback(iteration, norm_f)`` on every rank;
     ``v0``: start voltages (complex, every bus, the same on every rank: a sweep's previous hour)
     instead of ``init``; ``part``: a partition already computed for this network and
-    communicator (``info.part`` of an earlier solve), so a sweep partitions once.
+    communicator (``info.part`` of an earlier solve), so a sweep partitions once;
+    ``partition_file``: a stored partition (:func:`~gat_hpc.dist.partition.save_partition`) to use
+    when the file exists, else where to store the one computed here (by rank 0, atomically).
     Returns (result, info): an :class:`~gat_hpc.pf.ac.ACResult` on rank 0 (None elsewhere)
     and a :class:`DistInfo` on every rank. Raises ConvergenceError on every rank (the same
     message) when Newton fails and ``raise_on_fail``.
@@ -112,11 +115,18 @@ def solve_ac_dist(net, comm, tol=1e-8, max_iter=30, init="case", q_limits=False,
     with clock("setup"):
         types = agree(mpi, bus_types, net)
     with clock("partition"):
+        method = "reused"
         if part is None:
             live = np.setdiff1d(np.arange(net.n_bus), types.dead)
-            part, method = agree(mpi, partition_buses, net, live, comm, method=partition)
-        else:
-            method = "reused"
+            root = mpi.Get_rank() == 0
+            if partition_file is not None and mpi.bcast(os.path.exists(partition_file) if root else None):
+                part = agree(mpi, lambda: load_partition(partition_file, net, live, comm.getSize()) if root else None)
+                part = mpi.bcast(part)  # rank 0 reads: the file need not be visible to every node
+                method = "stored"
+            else:
+                part, method = agree(mpi, partition_buses, net, live, comm, method=partition)
+                if partition_file is not None:
+                    agree(mpi, lambda: save_partition(partition_file, net, live, part, method) if root else None)
     with clock("assemble"):
         layout = BusLayout(net, part, comm)
     info = DistInfo(ranks=comm.getSize(), partition=method, edge_cut=edge_cut(net, part), part=part)
