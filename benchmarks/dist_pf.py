@@ -185,7 +185,8 @@ def bench(spec, args, tmp):
                     continue
                 key = (solver, n)
                 out = os.path.join(tmp, f"{solver}-{n}.json")
-                stored = ["--stored-partition", os.path.join(tmp, f"part-{n}.parquet")] if solver == "stored" else []
+                part_file = os.path.join(tmp, f"part-{spec.replace(':', '-')}-{n}.parquet")
+                stored = ["--stored-partition", part_file] if solver == "stored" else []
                 cmd = ["mpirun", "-n", str(n), "--bind-to", args.bind_to, sys.executable, __file__, "--worker", path,
                        "--init", init, "--repeat", str(args.repeat), "--json", out, *stored, *SOLVERS[solver]]
                 try:

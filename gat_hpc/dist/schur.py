@@ -37,6 +37,7 @@ pivot tolerance, and failing that the solve stops with a message naming MUMPS as
 from __future__ import annotations
 
 import ctypes
+import functools
 import time
 
 import numpy as np
@@ -82,6 +83,7 @@ def _lib():
     return lib
 
 
+@functools.lru_cache(maxsize=None)
 def _suitesparse(name):
     import ctypes.util
 
