@@ -243,15 +243,10 @@ def _cell(row, key, fmt):
 
 
 def table_lines(rows, markdown=False):
-    head = [c[0] for c in COLUMNS]
+    from tables import render
+
     body = [[_cell(r, key, fmt) for _, key, fmt in COLUMNS] for r in rows]
-    if markdown:
-        head = [h.replace("|", "\\|") for h in head]
-        lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|"]
-        return lines + ["| " + " | ".join(b) + " |" for b in body]
-    width = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
-    fmt_row = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, width)))
-    return [fmt_row(head), "  ".join("-" * w for w in width)] + [fmt_row(b) for b in body]
+    return render([c[0] for c in COLUMNS], body, set(range(2, len(COLUMNS))), markdown)
 
 
 def breakdown_lines(rows, markdown=False):

@@ -523,18 +523,10 @@ def _cell(row, key, fmt):
 
 
 def table_lines(rows, markdown=False):
-    head = [c[0] for c in COLUMNS]
-    body = [[_cell(r, key, fmt) for _, key, fmt in COLUMNS] for r in rows]
-    if markdown:
-        lines = ["| " + " | ".join(head) + " |",
-                 "|" + "|".join("---" if i < LEFT or i >= len(head) - 3 else "---:" for i in range(len(head))) + "|"]
-        return lines + ["| " + " | ".join(c.replace("|", "\\|") for c in b) + " |" for b in body]
-    width = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
-    right = set(range(LEFT, len(head) - 3))
+    from tables import render
 
-    def fmt_row(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, width)))
-    return [fmt_row(head), "  ".join("-" * w for w in width)] + [fmt_row(b) for b in body]
+    body = [[_cell(r, key, fmt) for _, key, fmt in COLUMNS] for r in rows]
+    return render([c[0] for c in COLUMNS], body, set(range(LEFT, len(COLUMNS) - 3)), markdown)
 
 
 def note_lines(details, markdown=False):

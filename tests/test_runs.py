@@ -300,3 +300,23 @@ def test_runs_list_finds_runs(ref118):
     assert r.returncode == 0
     rows = json.loads(r.stdout)
     assert any(row["run_dir"] == str(run0) and row["done"] == 10 for row in rows)
+
+
+def test_key_range_from_statistics_or_column(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gat_hpc.runs.reduce import _key_range
+
+    t = pa.table({"hour": pa.array([7, 3, None, 12], pa.int64()), "x": [1.0, 2.0, 3.0, 4.0]})
+    for stats in (True, False):
+        path = tmp_path / f"s{stats}.parquet"
+        pq.write_table(t, path, write_statistics=stats, row_group_size=2)
+        assert pq.ParquetFile(path).metadata.row_group(0).column(0).is_stats_set is stats
+        assert _key_range(path, "hour") == (3, 12)
+        nulls = tmp_path / f"n{stats}.parquet"
+        pq.write_table(pa.table({"hour": pa.array([None, None], pa.int64())}), nulls, write_statistics=stats)
+        assert _key_range(nulls, "hour") is None
+    empty = tmp_path / "e.parquet"
+    pq.write_table(t.slice(0, 0), empty)
+    assert _key_range(empty, "hour") is None

@@ -155,10 +155,9 @@ def run(args):
     from gat_hpc.studies.adequacy import Adequacy
 
     ex = make_executor_from(args)
-    if args.device == "gpu":
-        from gat_hpc.cuda.runtime import require_gpu
+    from gat_hpc.cuda.runtime import require_gpu_for
 
-        require_gpu()
+    require_gpu_for(args.device)
     config, inputs, chunks = on_root(ex, lambda: plan_study(args))
     rd = create_or_open(ex, args.run_dir, "adequacy", config, inputs, chunks, sys.argv)
     label = f"adequacy {config['method']} {config['network']}"

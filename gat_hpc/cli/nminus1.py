@@ -119,10 +119,9 @@ def run(args):
     from gat_hpc.runs.sweep import create_or_open, finish, on_root, run_chunks
 
     ex = make_executor_from(args)
-    if args.device == "gpu":
-        from gat_hpc.cuda.runtime import require_gpu
+    from gat_hpc.cuda.runtime import require_gpu_for
 
-        require_gpu()
+    require_gpu_for(args.device)
     config, inputs, chunks, derived = on_root(ex, lambda: plan_study(args))
     rd = create_or_open(ex, args.run_dir, "contingency", config, inputs, chunks, sys.argv, derived=derived)
     run_chunks(rd, ex, quiet=args.quiet, label=f"nminus1 {args.mode}")

@@ -45,10 +45,9 @@ def run(args):
 
     if not args.tol_mw > 0:
         raise InputError("--tol-mw must be positive")
-    if args.device == "gpu":
-        from gat_hpc.cuda.runtime import require_gpu
+    from gat_hpc.cuda.runtime import require_gpu_for
 
-        require_gpu()
+    require_gpu_for(args.device)
     rd = RunDir.open(args.run_dir)
     table, summary = verify_hourly_run(rd, args.device, np.dtype(args.precision))
     summary["tol_mw"] = args.tol_mw

@@ -125,6 +125,12 @@ def require_gpu():
         raise InputError(reason)
 
 
+def require_gpu_for(device):
+    """:func:`require_gpu` when a command's ``--device`` is ``gpu``."""
+    if device == "gpu":
+        require_gpu()
+
+
 def worker_slot(index, workers):
     """Set this process's GPU slot when it is worker ``index`` of ``workers`` forked by one
     process (the process executor): slot = the parent's local rank x workers + index, so the

@@ -89,6 +89,17 @@ class ScreenResult:
 
 
 # ---------------------------------------------------------------- inputs shared by both paths
+def probe_branches(load):
+    """Indices of the ``PROBES`` largest entries of ``load`` (all of them when fewer), largest
+    first, ties by index: what a stable descending sort would give, by a partial sort."""
+    load = np.asarray(load)
+    if len(load) <= PROBES:
+        top = np.arange(len(load))
+    else:
+        top = np.argpartition(-load, PROBES - 1)[:PROBES]
+    return top[np.lexsort((top, -load[top]))].astype(np.int32)
+
+
 def inverse_ratings(ratings):
     """1/rating per branch (float64), 0 for unlimited branches (rating <= 0)."""
     r = np.asarray(ratings, dtype=np.float64)
@@ -371,7 +382,7 @@ class LodfScreen:
             fs_t[...] = padded.reshape(hb, n_tiles, self._tm).transpose(1, 0, 2)
             np.abs(fs_t).max(axis=2, out=am)
             # the seeds' probe branches: the most loaded of these hours (see screening.cu)
-            probe = np.argsort(-np.abs(padded[:, :m_count]).max(axis=0), kind="stable")[:PROBES].astype(np.int32)
+            probe = probe_branches(np.abs(padded[:, :m_count]).max(axis=0))
             fo.fill(0)
             fo[:h1 - h0, :k_count] = fout[h0:h1]
             tu = time.perf_counter()

@@ -83,19 +83,15 @@ def reduce_run(rd, allow_partial=False):
 def _overlap_groups(files, key):
     """The Parquet ``files`` in groups to merge: sorted by the smallest value of column ``key``,
     a file joins the current group when its range of ``key`` overlaps the group's. Ranges come
-    from the column alone (read per file; a few bytes per row). Empty files go with the first
-    group."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
+    from the files' row-group statistics (the column itself is read only where a file has none).
+    Empty files go with the first group."""
     spans, empty = [], []
     for i, f in enumerate(files):
-        col = pq.read_table(f, columns=[key])[key]
-        if len(col) == 0 or col.null_count == len(col):
+        span = _key_range(f, key)
+        if span is None:
             empty.append(f)
-            continue
-        mm = pc.min_max(col)
-        spans.append((mm["min"].as_py(), mm["max"].as_py(), i, f))
+        else:
+            spans.append((*span, i, f))
     spans.sort(key=lambda s: (s[0], s[2]))
     groups, hi = [], None
     for lo_f, hi_f, _, f in spans:
@@ -111,3 +107,29 @@ def _overlap_groups(files, key):
         else:
             groups = [empty]
     return groups
+
+
+def _key_range(path, key):
+    """(min, max) of column ``key`` of a Parquet file, None when it has no non-null value."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    at = meta.schema.names.index(key)
+    lo = hi = None
+    for g in range(meta.num_row_groups):
+        col = meta.row_group(g).column(at)
+        stats = col.statistics
+        if col.num_values == 0 or (stats is not None and stats.null_count == col.num_values):
+            continue
+        if stats is None or not stats.has_min_max:
+            break
+        lo = stats.min if lo is None else min(lo, stats.min)
+        hi = stats.max if hi is None else max(hi, stats.max)
+    else:
+        return None if lo is None else (lo, hi)
+    col = pq.read_table(path, columns=[key])[key]  # no statistics: read the column
+    if len(col) == col.null_count:
+        return None
+    mm = pc.min_max(col)
+    return mm["min"].as_py(), mm["max"].as_py()
