@@ -170,3 +170,11 @@ def test_two_islands_each_with_a_slack_are_both_solved(tmp_path):
     buses = pq.read_table(out / "buses.parquet")
     assert np.allclose(buses["vm_pu"].to_numpy(), ref["bus"][:, VM], atol=1e-6, rtol=0)
     assert np.allclose(buses["va_deg"].to_numpy(), ref["bus"][:, VA], atol=1e-4, rtol=0)
+
+
+def test_distributed_solver_options_need_solver_petsc(tmp_path):
+    r = gat("pf", "ac", case_path("case9"), "--out", tmp_path / "o", "--partition-file", tmp_path / "p.parquet")
+    assert r.returncode == 2 and "--partition-file: options of the distributed solver; add --solver petsc" in r.stderr
+    r = gat("pf", "ac", case_path("case9"), "--out", tmp_path / "o", "--checkpoint-every", "2")
+    assert r.returncode == 2 and "--checkpoint-every" in r.stderr
+    assert not (tmp_path / "o").exists() and not (tmp_path / "p.parquet").exists()

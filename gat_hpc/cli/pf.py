@@ -79,6 +79,10 @@ def run(args):
         return run_sweep(args)
     if not args.out:
         raise InputError("give --out DIR for a single power flow (or --profiles and --run-dir for an hourly sweep)")
+    given = [o for o, v in (("--checkpoint-every", args.checkpoint_every), ("--restart", args.restart),
+                            ("--partition-file", args.partition_file)) if v]
+    if given:
+        raise InputError(f"{' and '.join(given)}: options of the distributed solver; add --solver petsc")
     t0 = time.perf_counter()
     net = read_case(args.case)
     t_read = time.perf_counter() - t0

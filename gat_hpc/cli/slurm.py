@@ -101,6 +101,9 @@ def _pf_arguments(p):
     m.add_argument("--ranks-per-solve", type=int, default=None, metavar="R",
                    help="sweep with --solver petsc: groups of R ranks of the MPI job each solve one chunk's hours "
                         "(--ntasks a multiple of R; default 1)")
+    m.add_argument("--partition-file", metavar="FILE.parquet",
+                   help="one distributed power flow: its stored partition (used when the file exists, else "
+                        "written there by the job; see `gat-hpc pf --help`)")
     m.add_argument("--out", help="output folder of the distributed power flow (default RUN/pf); PETSc options "
                                  "(-snes_monitor, -pc_type lu ...) after the case pass through to the job, as with `pf`")
     from gat_hpc.dist.petsc import accept_petsc_options
@@ -127,6 +130,8 @@ def _pf_plan(args):
         return Sweep(*plan_sweep(args))
     if args.ranks_per_solve is not None:
         raise InputError("--ranks-per-solve groups the ranks of an hourly sweep: give --profiles and --solver petsc")
+    if args.partition_file and args.solver != "petsc":
+        raise InputError("--partition-file belongs to one distributed power flow (--solver petsc)")
     if args.solver == "petsc":
         if not os.path.exists(args.case):
             raise InputError(f"{args.case}: no such file")

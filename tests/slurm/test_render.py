@@ -86,6 +86,13 @@ def test_mpi_job_matches_golden_files(tmp_path):
     diff = [(a, b) for a, b in zip(srun.splitlines(), mpirun.splitlines()) if a != b]
     assert len(diff) == 1 and diff[0][1].startswith('exec mpirun -n "$SLURM_NTASKS" gat-hpc pf ac ')
     assert diff[0][0].startswith("exec srun --mpi=pmix --kill-on-bad-exit=1 gat-hpc pf ac ")
+    # a stored partition travels to the job as an absolute path; a sweep or the serial solver refuses it
+    r = gat(*base, "--partition-file", "p9.parquet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"--partition-file {tmp_path / 'p9.parquet'} " in (run / "mpi.sbatch").read_text()
+    r = gat("emit-sbatch", "pf", "ac", CASE9, "--run-dir", tmp_path / "s", "--partition-file", "p9.parquet", *SITE,
+            cwd=tmp_path)
+    assert r.returncode == 2 and "--partition-file belongs to one distributed power flow" in r.stderr
 
 
 def stubs(tmp_path):
