@@ -40,7 +40,8 @@ def _dense_schur(A, g):
 
 
 @pytest.mark.skipif(schur._klu._load() is None, reason="libklu is not installed")
-def test_schur_read_in_place_equals_dense_formula():
+def test_schur_read_in_place_equals_dense_formula(monkeypatch):
+    monkeypatch.setattr(schur, "_IN_PLACE_READING_CHECKED", False)  # as in a fresh process
     g = 24
     A = _jacobian_interface_last(g)
     klu = schur.OrderedKLU(A.indptr, A.indices, g)
@@ -50,7 +51,7 @@ def test_schur_read_in_place_equals_dense_formula():
             s = klu.schur()
             ref = _dense_schur(A * scale, g)
             assert np.max(np.abs(s - ref)) < 1e-9 * np.max(np.abs(ref))
-        assert klu._fast is True  # read in place, not through klu_extract
+        assert klu._fast is True and schur._IN_PLACE_READING_CHECKED  # read in place, not through klu_extract
         assert np.max(np.abs(klu._schur_by_extract() - s)) < 1e-9 * np.max(np.abs(s))
         # the check refuses a matrix that is not the Schur complement
         wrong = s.copy()
@@ -66,6 +67,7 @@ def test_misread_factors_fall_back_to_klu_extract(monkeypatch):
     A = _jacobian_interface_last(g)
     klu = schur.OrderedKLU(A.indptr, A.indices, g)
     monkeypatch.setattr(schur.OrderedKLU, "_schur_in_place", lambda self: np.eye(self.g))
+    monkeypatch.setattr(schur, "_IN_PLACE_READING_CHECKED", False)  # as in a fresh process
     try:
         klu.factor(A.data)
         s = klu.schur()

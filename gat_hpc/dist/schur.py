@@ -125,6 +125,14 @@ def interface_last_order(a, last):
     return np.concatenate([first[q], np.flatnonzero(last)])
 
 
+_IN_PLACE_READING_CHECKED = False  # OrderedKLU.schur's reading of KLU's factors passed its check in this process
+
+
+def _in_place_reading_checked():
+    global _IN_PLACE_READING_CHECKED
+    _IN_PLACE_READING_CHECKED = True
+
+
 class OrderedKLU:
     """KLU of a CSC matrix factored in its given column order (no BTF, no fill-reducing
     reordering), whose last ``g`` rows and columns are the interface: :meth:`schur` returns
@@ -191,18 +199,22 @@ class OrderedKLU:
 
         Read from KLU's factors: L_ΓΓ U_ΓΓ = P_Γ R_Γ^-1 S. The trailing columns are read in
         place from KLU's numeric object (its column pointers stay put across refactorisations).
-        The first time, that reading is checked by one solve through KLU's own ``klu_solve``:
-        the last g entries of M^-1 [0; w] are S^-1 w, so S times them must give w back. If it
-        does not, every later S comes from ``klu_extract``, which copies all of L and U.
+        The first time in a process, that reading is checked by one solve through KLU's own
+        ``klu_solve``: the last g entries of M^-1 [0; w] are S^-1 w, so S times them must give w
+        back (the reading depends on the library's layout of its factors, not on the matrix, so
+        once it passed, later factorisations in the process skip the solve). If it does not,
+        every later S of this factorisation comes from ``klu_extract``, which copies all of L and U.
         """
         if self.g == 0:
             return np.zeros((0, 0))
         if self._fast is None:
             try:
                 s = self._schur_in_place()
-                self._fast = self._solves_back(s)
+                self._fast = _IN_PLACE_READING_CHECKED or self._solves_back(s)
             except (ValueError, IndexError):
                 self._fast = False
+            if self._fast:
+                _in_place_reading_checked()
             return s if self._fast else self._schur_by_extract()
         return self._schur_in_place() if self._fast else self._schur_by_extract()
 
