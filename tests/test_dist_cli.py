@@ -227,8 +227,10 @@ def test_partition_file_written_then_used(tmp_path):
                   "--out", tmp_path / "d").returncode == 0
     junk = tmp_path / "junk.parquet"
     junk.write_bytes(b"not parquet")
+    blocked = tmp_path / "file" / "p.parquet"  # a folder that cannot be made: a file of that name exists
+    (tmp_path / "file").write_text("")
     for n, path, words in ((3, stored, "made for 2 ranks, this run has 3"), (2, other, "made for another network"),
-                           (2, junk, "cannot read it as a partition")):
+                           (2, junk, "cannot read it as a partition"), (2, blocked, "cannot write it")):
         r, status = per_rank(n, tmp_path, "pf", "ac", case, "--solver", "petsc", "--partition-file", path,
                              "--out", tmp_path / "e")
         assert status == [2] * n, (path, r.stderr)

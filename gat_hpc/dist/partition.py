@@ -258,8 +258,11 @@ def save_partition(path, net, live, part, method):
     table = pa.table({"bus_id": pa.array(net.bus_id[live], type=pa.int64()),
                       "rank": pa.array(part[live], type=pa.int32())})
     table = table.replace_schema_metadata({k: str(v) for k, v in meta.items()})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp)
+    except OSError as exc:
+        raise InputError(f"--partition-file {path}: cannot write it ({exc})") from None
 
 
 def load_partition(path, net, live, nparts):
