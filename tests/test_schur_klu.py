@@ -75,3 +75,25 @@ def test_misread_factors_fall_back_to_klu_extract(monkeypatch):
         assert np.max(np.abs(s - _dense_schur(A, g))) < 1e-9 * np.max(np.abs(s))
     finally:
         klu.close()
+
+
+@pytest.mark.skipif(schur._klu._load() is None, reason="libklu is not installed")
+def test_fresh_factorisation_after_a_failed_refactorisation(monkeypatch):
+    """When a refactorisation is refused, the new numeric object (which malloc may place at the
+    old one's address) has its own LU layout: S must be read from it, not through stale maps."""
+    g = 16
+    A = _jacobian_interface_last(g)
+    klu = schur.OrderedKLU(A.indptr, A.indices, g)
+    try:
+        klu.factor(A.data)
+        klu.schur()
+        monkeypatch.setattr(klu.lib, "klu_refactor", lambda *args: 0)  # every refactorisation refused
+        for scale in (1.3, 0.7):
+            values = A.data * (scale + 0.05 * np.sin(np.arange(A.nnz)))
+            klu.factor(values)
+            s = klu.schur()
+            B = sp.csc_matrix((values, A.indices, A.indptr), shape=A.shape)
+            ref = _dense_schur(B, g)
+            assert np.max(np.abs(s - ref)) < 1e-9 * np.max(np.abs(ref))
+    finally:
+        klu.close()

@@ -176,6 +176,7 @@ class OrderedKLU:
             if not num:
                 raise ConvergenceError(f"the Newton Jacobian is singular (KLU status {self.common.status})")
             self._num = ctypes.c_void_p(num)
+            self._cols = None  # a new numeric object: its LU layout differs, even at a reused address
             if self._interface_kept():
                 return
             lib.klu_free_numeric(ctypes.byref(self._num), c)
