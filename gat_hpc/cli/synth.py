@@ -28,6 +28,9 @@ def add_parser(sub):
     t.add_argument("--copies", type=int, required=True, metavar="K", help="number of copies")
     t.add_argument("--ties", type=int, required=True, metavar="T", help="tie lines per neighbouring pair of copies")
     t.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the tie-bus draw (default 0)")
+    t.add_argument("--tie-buses", choices=("random", "cluster"), default="random",
+                   help="where the ties of a pair attach: random (default), buses drawn over the whole case; "
+                        "cluster, the T buses nearest to one drawn bus (a compact border, as between real areas)")
     t.add_argument("--out", required=True, help="output: a grid.arrow folder (or a .m file)")
     t.add_argument("--quiet", action="store_true", help="print nothing on success")
     t.set_defaults(func=run_tile)
@@ -39,7 +42,7 @@ def run_tile(args):
     from gat_hpc.network.io import read_case
 
     net = read_case(args.case)
-    big = tile(net, args.copies, args.ties, seed=args.seed)
+    big = tile(net, args.copies, args.ties, seed=args.seed, tie_buses=args.tie_buses)
     out = args.out.rstrip("/")
     if out.endswith(".m"):
         from gat_hpc.network.matpower import write_matpower

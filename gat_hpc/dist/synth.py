@@ -8,9 +8,14 @@ Construction of ``tile(net, copies=K, ties=T, seed=S)``:
 2. The copies sit row by row on a grid of ``ceil(sqrt(K))`` columns; copies side by side
    and one above the other are neighbours (K = 2: one pair; K = 16: a 4 x 4 grid, 24 pairs).
 3. Each pair of neighbours gets T tie lines. Tie t joins bus i_t of one copy to the
-   same bus i_t of the other, with i_t drawn without replacement from the base case's
-   energised buses by ``numpy.random.default_rng(S)`` (one draw per pair). A tie is a plain
-   series branch (r and x the medians of the base case's lines, no charging, no rating).
+   same bus i_t of the other. The T buses of a pair come from ``numpy.random.default_rng(S)``
+   (one draw per pair): ``tie_buses="random"`` (the default) draws them without replacement
+   from the base case's energised buses, scattered over the whole network;
+   ``tie_buses="cluster"`` draws one energised bus and takes the T energised buses nearest to
+   it, in breadth-first order over the in-service branches (ties broken by bus order): a
+   compact region, as the tie lines between neighbouring real areas run along their border.
+   A tie is a plain series branch (r and x the medians of the base case's lines, no
+   charging, no rating).
 
 Because both ends of every tie are the same bus of identical copies, the replicated base
 solution satisfies every equation of the tiled network with no current on the ties: the
@@ -54,13 +59,18 @@ def neighbour_pairs(copies):
     return pairs
 
 
-def tile(net, copies, ties, seed=0):
+TIE_BUSES = ("random", "cluster")
+
+
+def tile(net, copies, ties, seed=0, tie_buses="random"):
     """A network of ``copies`` copies of ``net`` joined by ``ties`` tie lines per neighbouring pair
     (construction in the module docstring). Returns a new Network."""
     if copies < 1:
         raise InputError("--copies must be at least 1")
     if ties < 0:
         raise InputError("--ties must be 0 or more")
+    if tie_buses not in TIE_BUSES:
+        raise InputError(f"--tie-buses {tie_buses}: expected one of {', '.join(TIE_BUSES)}")
     from gat_hpc.pf.topology import bus_types
 
     live = np.setdiff1d(np.arange(net.n_bus), bus_types(net).dead)
@@ -94,8 +104,9 @@ def tile(net, copies, ties, seed=0):
     r_tie = float(np.median(net.r[lines])) if np.any(lines) else 0.0
     x_tie = float(np.median(net.x[lines])) if np.any(lines) else 0.01
     f_tie, t_tie = [], []
+    near = _nearest(net, live) if tie_buses == "cluster" else None
     for a, b in pairs:
-        buses = rng.choice(live, size=ties, replace=False)
+        buses = rng.choice(live, size=ties, replace=False) if near is None else near(int(rng.choice(live)), ties)
         f_tie.append(a * n + buses)
         t_tie.append(b * n + buses)
     nt = ties * len(pairs)
@@ -118,3 +129,25 @@ def tile(net, copies, ties, seed=0):
     out = replace(net, name=f"{net.name}-x{K}", source="", extra={}, gencost=gencost, **kw)
     out.validate()
     return out
+
+
+def _nearest(net, live):
+    """``near(start, size)``: the ``size`` energised buses nearest to bus ``start``, breadth-first
+    over the in-service branches (neighbours in bus order)."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import breadth_first_order
+
+    on = net.branch_in_service()
+    adj = sp.csr_matrix((np.ones(int(on.sum())), (net.f_bus[on], net.t_bus[on])), shape=(net.n_bus, net.n_bus))
+    adj.sort_indices()
+    alive = np.zeros(net.n_bus, dtype=bool)
+    alive[live] = True
+
+    def near(start, size):
+        order = breadth_first_order(adj, start, directed=False, return_predecessors=False)
+        order = order[alive[order]]
+        if len(order) < size:
+            raise InputError(f"--ties {size} --tie-buses cluster: the island of bus {net.bus_id[start]} has only "
+                             f"{len(order)} energised buses; give fewer ties or --tie-buses random")
+        return order[:size]
+    return near
