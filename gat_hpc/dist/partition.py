@@ -24,7 +24,12 @@ network: 145 lines with seeds 0-1, 51 with 2-5, 137 with 6-7; case_ACTIVSg70k: 6
 ``-gat_partition_tries K`` partitions with K seeds (seed, seed + 2, ...; consecutive seeds
 pairs give the same partition) and keeps the smallest cut, at K times the partitioning time.
 The default is 2 tries: about 45 ms more on 140,000 buses (2 ranks), and on that network the
-solve took 755 ms instead of 902 ms with the 145-line cut of seed 0 alone.
+solve took 755 ms instead of 902 ms with the 145-line cut of seed 0 alone. No further try is
+made once a cut is at most one line per 10,000 energised buses (``-gat_partition_stop_cut C``
+sets that number of lines): the interface of such a cut costs next to nothing (2 copies of
+case_ACTIVSg70k tied at a compact border: 8-10 lines whatever the seed, 32 interface
+unknowns, each rank's factorisations as fast as one copy's alone), so another try could only
+add its 30 ms.
 """
 
 from __future__ import annotations
@@ -105,7 +110,8 @@ def partition_buses(net, live, comm, nparts=None, method=None):
     else:
         if nparts != comm.getSize():
             raise ValueError("PETSc partitioners give one part per rank")
-        part[live] = petsc_partition(adj, comm, method, [seed + 2 * i for i in range(tries)])
+        stop = opts.getInt("gat_partition_stop_cut", len(live) // 10000)
+        part[live] = petsc_partition(adj, comm, method, [seed + 2 * i for i in range(tries)], stop_cut=stop)
     return part, method
 
 
@@ -165,13 +171,14 @@ def _cut(adj, part, rows=None):
     return int(np.count_nonzero(part[rows] != part[adj.indices])) // 2
 
 
-def petsc_partition(adj, comm, kind, seeds=(0,)):
+def petsc_partition(adj, comm, kind, seeds=(0,), stop_cut=-1):
     """PETSc MatPartitioning of the graph ``adj`` (replicated on every rank) into one part per rank.
 
     Each rank hands PETSc a consecutive block of the graph's rows; the parts come back per
     block and are gathered so that every rank holds all of them. For PT-Scotch the random
     generator is seeded and reset before each of ``seeds`` (same seeds, same partition); the
-    partition with the smallest cut is kept (the first of equal ones).
+    partition with the smallest cut is kept (the first of equal ones), and the tries stop at
+    the first cut of at most ``stop_cut`` edges.
     """
     from petsc4py import PETSc
 
@@ -208,6 +215,8 @@ def petsc_partition(adj, comm, kind, seeds=(0,)):
             cut = _cut(adj, part, rows) if len(seeds) > 1 else 0
             if best is None or cut < best[0]:
                 best = (cut, part)
+            if cut <= stop_cut:
+                break
     finally:
         for obj in (mp, graph):
             obj.destroy()

@@ -207,6 +207,9 @@ def test_ptscotch_partition_is_the_same_every_call_and_tries_keep_the_smallest_c
     assert edge_cut(net, best) == min(cuts)
     assert np.array_equal(best, single[cuts.index(min(cuts))])  # the first of the smallest
     assert np.array_equal(part_with(), part_with())  # the default: the same every call
+    # tries stop at the first cut of at most -gat_partition_stop_cut lines
+    first = part_with(gat_partition_seed=0, gat_partition_tries=3, gat_partition_stop_cut=cuts[0])
+    assert np.array_equal(first, single[0])
 
 
 def test_checkpoint_written_in_parallel_reads_back(setup, tmp_path_factory):
