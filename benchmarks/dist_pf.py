@@ -49,7 +49,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
-DEFAULT_CASES = ("case13659pegase", "case_ACTIVSg70k", "tile:case_ACTIVSg70k:2")
+DEFAULT_CASES = ("case13659pegase", "case_ACTIVSg70k", "tile:case_ACTIVSg70k:2", "tile:case_ACTIVSg70k:2:cluster")
 STARTS = {"case13659pegase": "dc"}  # as benchmarks/acpf.py; others start from the case voltages
 SOLVERS = {"schur": [], "stored": [], "mumps": ["-pc_type", "lu"]}  # stored: schur with --partition-file
 WARMUP = int(os.environ.get("GAT_HPC_BENCH_WARMUP", "1"))  # untimed solves before the timed ones
