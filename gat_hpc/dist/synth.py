@@ -12,7 +12,7 @@ Construction of ``tile(net, copies=K, ties=T, seed=S)``:
    (one draw per pair): ``tie_buses="random"`` (the default) draws them without replacement
    from the base case's energised buses, scattered over the whole network;
    ``tie_buses="cluster"`` draws one energised bus and takes the T energised buses nearest to
-   it, in breadth-first order over the in-service branches (ties broken by bus order): a
+   it, in breadth-first order over the in-service branches (a fixed order, so seeded): a
    compact region, as the tie lines between neighbouring real areas run along their border.
    A tie is a plain series branch (r and x the medians of the base case's lines, no
    charging, no rating).
@@ -133,7 +133,7 @@ def tile(net, copies, ties, seed=0, tie_buses="random"):
 
 def _nearest(net, live):
     """``near(start, size)``: the ``size`` energised buses nearest to bus ``start``, breadth-first
-    over the in-service branches (neighbours in bus order)."""
+    over the in-service branches (scipy's traversal order: the same every time)."""
     import scipy.sparse as sp
     from scipy.sparse.csgraph import breadth_first_order
 
