@@ -128,11 +128,6 @@ def interface_last_order(a, last):
 _IN_PLACE_READING_CHECKED = False  # OrderedKLU.schur's reading of KLU's factors passed its check in this process
 
 
-def _in_place_reading_checked():
-    global _IN_PLACE_READING_CHECKED
-    _IN_PLACE_READING_CHECKED = True
-
-
 class OrderedKLU:
     """KLU of a CSC matrix factored in its given column order (no BTF, no fill-reducing
     reordering), whose last ``g`` rows and columns are the interface: :meth:`schur` returns
@@ -176,7 +171,8 @@ class OrderedKLU:
             if not num:
                 raise ConvergenceError(f"the Newton Jacobian is singular (KLU status {self.common.status})")
             self._num = ctypes.c_void_p(num)
-            self._cols = None  # a new numeric object: its LU layout differs, even at a reused address
+            self._cols = None  # a new numeric object: its LU layout differs, even at a reused address,
+            # so the positions are found again (they stay put across refactorisations)
             if self._interface_kept():
                 return
             lib.klu_free_numeric(ctypes.byref(self._num), c)
@@ -206,6 +202,7 @@ class OrderedKLU:
         once it passed, later factorisations in the process skip the solve). If it does not,
         every later S of this factorisation comes from ``klu_extract``, which copies all of L and U.
         """
+        global _IN_PLACE_READING_CHECKED
         if self.g == 0:
             return np.zeros((0, 0))
         if self._fast is None:
@@ -214,8 +211,7 @@ class OrderedKLU:
                 self._fast = _IN_PLACE_READING_CHECKED or self._solves_back(s)
             except (ValueError, IndexError):
                 self._fast = False
-            if self._fast:
-                _in_place_reading_checked()
+            _IN_PLACE_READING_CHECKED = _IN_PLACE_READING_CHECKED or self._fast
             return s if self._fast else self._schur_by_extract()
         return self._schur_in_place() if self._fast else self._schur_by_extract()
 
@@ -251,10 +247,10 @@ class OrderedKLU:
 
         self._cols = dict(as_f=as_f, as_i=as_i, L=entries(lip, llen), U=entries(uip, ulen),
                           udiag=np.ctypeslib.as_array(num.Udiag, shape=(n,)), pnum=np.ctypeslib.as_array(num.Pnum, shape=(n,)),
-                          rs=np.ctypeslib.as_array(num.Rs, shape=(n,)) if num.Rs else None, numeric=self._num.value)
+                          rs=np.ctypeslib.as_array(num.Rs, shape=(n,)) if num.Rs else None)
 
     def _schur_in_place(self):
-        if getattr(self, "_cols", None) is None or self._cols["numeric"] != self._num.value:
+        if self._cols is None:  # dropped with every fresh factorisation (a new numeric object)
             self._columns()
         c = self._cols
         n, g, k = self.n, self.g, self.n - self.g
